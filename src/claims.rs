@@ -1,0 +1,292 @@
+//! The verified claims and the token handle put into request extensions.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// Where a request's token was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenLocation {
+    /// The `Authorization: Bearer` header.
+    Header,
+    /// A cookie.
+    Cookie,
+}
+
+/// The registered claims of a verified token, shared by [`Claims`] and [`TokenInfo`].
+#[derive(Deserialize)]
+pub(crate) struct Registered {
+    #[serde(default)]
+    pub(crate) iss: Option<String>,
+    pub(crate) sub: String,
+    #[serde(default)]
+    pub(crate) aud: Audience,
+    #[serde(deserialize_with = "numeric_date")]
+    pub(crate) exp: u64,
+    #[serde(default, deserialize_with = "opt_numeric_date")]
+    pub(crate) nbf: Option<u64>,
+    #[serde(deserialize_with = "numeric_date")]
+    pub(crate) iat: u64,
+    pub(crate) jti: String,
+    #[serde(default)]
+    pub(crate) iat_us: Option<u64>,
+}
+
+/// `aud`: one string or an array of strings (RFC 7519 §4.1.3).
+#[derive(Default)]
+pub(crate) struct Audience(pub(crate) Vec<String>);
+
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(a) => Audience(vec![a]),
+            OneOrMany::Many(v) => Audience(v),
+        })
+    }
+}
+
+/// A NumericDate (RFC 7519 §2): a non-negative JSON number of seconds; fractions are
+/// truncated. Anything else (a string, a negative number, `null`) is an error, never
+/// "absent".
+fn numeric_date<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = u64;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a non-negative NumericDate")
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v).map_err(|_| E::custom("negative NumericDate"))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
+            if (0.0..1.8e19).contains(&v) {
+                // Truncation is what the RFC's seconds-with-fraction means here.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                Ok(v as u64)
+            } else {
+                Err(E::custom("NumericDate out of range"))
+            }
+        }
+    }
+    d.deserialize_any(V)
+}
+
+fn opt_numeric_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    numeric_date(d).map(Some)
+}
+
+/// A handle on the verified token of the current request: who it belongs to, its id and
+/// lifetime, and where it came from. A logout handler passes it to
+/// [`Revoker::revoke`](crate::Revoker::revoke) or
+/// [`Revoker::revoke_all`](crate::Revoker::revoke_all).
+///
+/// It is cheap to clone (one reference count). The raw token is not kept.
+#[derive(Clone)]
+pub struct TokenInfo {
+    pub(crate) reg: Arc<Registered>,
+    pub(crate) location: TokenLocation,
+}
+
+impl TokenInfo {
+    /// The `iss` claim, if the token has one.
+    pub fn issuer(&self) -> Option<&str> {
+        self.reg.iss.as_deref()
+    }
+
+    /// The `sub` claim.
+    pub fn subject(&self) -> &str {
+        &self.reg.sub
+    }
+
+    /// The `jti` claim: the token's id.
+    pub fn jti(&self) -> &str {
+        &self.reg.jti
+    }
+
+    /// The `aud` claim: empty when absent.
+    pub fn audience(&self) -> &[String] {
+        &self.reg.aud.0
+    }
+
+    /// The `iat` claim, in seconds since the Unix epoch.
+    pub fn issued_at(&self) -> u64 {
+        self.reg.iat
+    }
+
+    /// The issue time in microseconds when the token carries it (tokens from
+    /// [`TokenIssuer`](crate::TokenIssuer) do, as the `iat_us` claim).
+    pub fn issued_at_micros(&self) -> Option<u64> {
+        self.reg.iat_us
+    }
+
+    /// The `exp` claim, in seconds since the Unix epoch.
+    pub fn expires_at(&self) -> u64 {
+        self.reg.exp
+    }
+
+    /// The `nbf` claim, if the token has one.
+    pub fn not_before(&self) -> Option<u64> {
+        self.reg.nbf
+    }
+
+    /// Where the token was found.
+    pub fn location(&self) -> TokenLocation {
+        self.location
+    }
+
+    /// The earliest microsecond at which the token may have been issued: `iat_us` when
+    /// present, else the start of the `iat` second. A subject cutoff at or after this
+    /// stamp revokes the token; for a whole-second token this is conservative (a token
+    /// issued in the same second as a logout-everywhere is treated as issued before it).
+    pub fn issue_stamp(&self) -> u64 {
+        self.reg
+            .iat_us
+            .unwrap_or_else(|| self.reg.iat.saturating_mul(1_000_000))
+    }
+}
+
+impl fmt::Debug for TokenInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenInfo")
+            .field("issuer", &self.issuer())
+            .field("subject", &self.subject())
+            .field("jti", &self.jti())
+            .field("issued_at", &self.issued_at())
+            .field("expires_at", &self.expires_at())
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The verified claims of the current request: the registered claims and the
+/// application's own claims `C`.
+///
+/// `C` is any `serde::de::DeserializeOwned` type; it is deserialized from the same JSON
+/// object as the registered claims (`#[serde(flatten)]`), so its fields sit beside `sub`
+/// and `exp`. The default `C = ()` ignores every other claim.
+///
+/// `Claims` serializes back to one flat JSON object, which is handy for a "who am I"
+/// endpoint.
+#[derive(Clone)]
+pub struct Claims<C = ()> {
+    pub(crate) token: TokenInfo,
+    pub(crate) custom: C,
+}
+
+impl<C> Claims<C> {
+    /// The token handle (issuer, subject, `jti`, times, location).
+    pub fn token(&self) -> &TokenInfo {
+        &self.token
+    }
+
+    /// The `sub` claim.
+    pub fn subject(&self) -> &str {
+        self.token.subject()
+    }
+
+    /// The `iss` claim, if the token has one.
+    pub fn issuer(&self) -> Option<&str> {
+        self.token.issuer()
+    }
+
+    /// The `jti` claim.
+    pub fn jti(&self) -> &str {
+        self.token.jti()
+    }
+
+    /// The `iat` claim, in seconds.
+    pub fn issued_at(&self) -> u64 {
+        self.token.issued_at()
+    }
+
+    /// The `exp` claim, in seconds.
+    pub fn expires_at(&self) -> u64 {
+        self.token.expires_at()
+    }
+
+    /// The application's own claims.
+    pub fn custom(&self) -> &C {
+        &self.custom
+    }
+
+    /// Takes the application's own claims out.
+    pub fn into_custom(self) -> C {
+        self.custom
+    }
+}
+
+impl<C> fmt::Debug for Claims<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Claims may hold personal data: print only the handle.
+        f.debug_struct("Claims")
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Serialize> Serialize for Claims<C> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(untagged)]
+        enum Aud<'a> {
+            One(&'a str),
+            Many(&'a [String]),
+        }
+        #[derive(Serialize)]
+        struct Flat<'a, C> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            iss: Option<&'a str>,
+            sub: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            aud: Option<Aud<'a>>,
+            exp: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            nbf: Option<u64>,
+            iat: u64,
+            jti: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            iat_us: Option<u64>,
+            #[serde(flatten)]
+            custom: &'a C,
+        }
+        let r = &self.token.reg;
+        Flat {
+            iss: r.iss.as_deref(),
+            sub: &r.sub,
+            aud: match r.aud.0.as_slice() {
+                [] => None,
+                [one] => Some(Aud::One(one)),
+                many => Some(Aud::Many(many)),
+            },
+            exp: r.exp,
+            nbf: r.nbf,
+            iat: r.iat,
+            jti: &r.jti,
+            iat_us: r.iat_us,
+            custom: &self.custom,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// What `jsonwebtoken` deserializes the payload into: registered and custom claims from
+/// one JSON object.
+#[derive(Deserialize)]
+pub(crate) struct Wire<C> {
+    #[serde(flatten)]
+    pub(crate) reg: Registered,
+    #[serde(flatten)]
+    pub(crate) custom: C,
+}

@@ -1,0 +1,168 @@
+//! Where tokens come from: the `Authorization: Bearer` header and cookies.
+//!
+//! Sources are tried in the configured order and the first one that holds a token wins.
+//! Every configured source is inspected first, though, so a malformed one (two
+//! `Authorization` headers, a token cookie sent twice) refuses the request whatever the
+//! order. The query string is never a source.
+
+use std::fmt;
+
+use cookie::Cookie;
+use http::{HeaderMap, header};
+
+use crate::claims::TokenLocation;
+use crate::rejection::{Rejection, reasons};
+
+/// One place a token may be presented.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenSource(Kind);
+
+#[derive(Clone, PartialEq, Eq)]
+enum Kind {
+    Bearer,
+    Cookie(String),
+}
+
+impl TokenSource {
+    /// The `Authorization` header with the `Bearer` scheme (RFC 6750 §2.1); the scheme is
+    /// matched case-insensitively (RFC 7235).
+    pub fn bearer() -> Self {
+        Self(Kind::Bearer)
+    }
+
+    /// The cookie named `name` (RFC 6265), read from every `Cookie` header.
+    pub fn cookie(name: impl Into<String>) -> Self {
+        Self(Kind::Cookie(name.into()))
+    }
+
+    pub(crate) fn cookie_name(&self) -> Option<&str> {
+        match &self.0 {
+            Kind::Cookie(name) => Some(name),
+            Kind::Bearer => None,
+        }
+    }
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Kind::Bearer => f.write_str("TokenSource::Bearer"),
+            Kind::Cookie(name) => write!(f, "TokenSource::Cookie({name:?})"),
+        }
+    }
+}
+
+/// The token of a request, if any, and where it was found.
+pub(crate) fn find<'a>(
+    sources: &[TokenSource],
+    headers: &'a HeaderMap,
+    max_len: usize,
+) -> Result<Option<(&'a str, TokenLocation)>, Rejection> {
+    let mut found = None;
+    for source in sources {
+        let token = match &source.0 {
+            Kind::Bearer => bearer(headers)?.map(|t| (t, TokenLocation::Header)),
+            Kind::Cookie(name) => cookie(headers, name)?.map(|t| (t, TokenLocation::Cookie)),
+        };
+        if found.is_none() {
+            found = token;
+        }
+    }
+    match found {
+        Some((token, _)) if token.len() > max_len => Err(reasons::TOO_LONG),
+        other => Ok(other),
+    }
+}
+
+/// The token of the one `Authorization: Bearer` header, `None` if there is no such
+/// header or it uses another scheme.
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(reasons::TWO_AUTHORIZATION);
+    }
+    let value = value.to_str().map_err(|_| reasons::BAD_AUTHORIZATION)?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    let token = rest.trim_matches(' ');
+    if token.is_empty() || !is_token68(token) {
+        return Err(reasons::BAD_AUTHORIZATION);
+    }
+    Ok(Some(token))
+}
+
+/// RFC 7235 token68: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_token68(s: &str) -> bool {
+    let body = s.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+/// The value of the cookie `name`, `None` if absent or empty (a cleared cookie).
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Rejection> {
+    let mut found = None;
+    for value in headers.get_all(header::COOKIE) {
+        let value = value.to_str().map_err(|_| reasons::BAD_COOKIE_HEADER)?;
+        // Other applications' malformed cookies are not ours to refuse: skip them.
+        for c in Cookie::split_parse(value).flatten() {
+            if c.name() != name {
+                continue;
+            }
+            if found.is_some() {
+                return Err(reasons::TWO_COOKIES);
+            }
+            // The value borrows from `value`: find its position to return a `&'a str`.
+            let v = c.value();
+            found = Some(subslice(value, v));
+        }
+    }
+    Ok(found.flatten().filter(|v| !v.is_empty()))
+}
+
+/// `part` as a slice of `whole` with `whole`'s lifetime; `part` is a view into `whole`.
+fn subslice<'a>(whole: &'a str, part: &str) -> Option<&'a str> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    whole.get(start..start.checked_add(part.len())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn cookie_values_are_slices_of_the_header() {
+        let h = headers(&[("cookie", "a=1; access_token=xyz.abc; b=2")]);
+        assert_eq!(cookie(&h, "access_token").unwrap(), Some("xyz.abc"));
+        let h = headers(&[("cookie", "a=1"), ("cookie", "access_token=q")]);
+        assert_eq!(cookie(&h, "access_token").unwrap(), Some("q"));
+        let h = headers(&[("cookie", "access_token=")]);
+        assert_eq!(cookie(&h, "access_token").unwrap(), None);
+    }
+
+    #[test]
+    fn token68() {
+        assert!(is_token68("abc.DEF-_~+/=="));
+        assert!(!is_token68("a b"));
+        assert!(!is_token68("==="));
+        assert!(!is_token68("a\"b"));
+    }
+}

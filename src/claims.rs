@@ -100,6 +100,61 @@ pub struct TokenInfo {
 }
 
 impl TokenInfo {
+    /// Describes a token by its claims, with a whole-second issue time.
+    ///
+    /// The layer builds these itself from verified tokens; this constructor is for store
+    /// tests and custom integrations (e.g. revoking a token known only by its claims).
+    pub fn new(
+        issuer: Option<&str>,
+        subject: &str,
+        jti: &str,
+        issued_at: u64,
+        expires_at: u64,
+    ) -> Self {
+        Self::build(issuer, subject, jti, issued_at, None, expires_at)
+    }
+
+    /// Like [`new`](Self::new), with the issue time in microseconds (as `iat_us`).
+    pub fn with_micros(
+        issuer: Option<&str>,
+        subject: &str,
+        jti: &str,
+        issued_at_micros: u64,
+        expires_at: u64,
+    ) -> Self {
+        Self::build(
+            issuer,
+            subject,
+            jti,
+            issued_at_micros / 1_000_000,
+            Some(issued_at_micros),
+            expires_at,
+        )
+    }
+
+    fn build(
+        issuer: Option<&str>,
+        subject: &str,
+        jti: &str,
+        iat: u64,
+        iat_us: Option<u64>,
+        exp: u64,
+    ) -> Self {
+        Self {
+            reg: Arc::new(Registered {
+                iss: issuer.map(str::to_owned),
+                sub: subject.to_owned(),
+                aud: Audience::default(),
+                exp,
+                nbf: None,
+                iat,
+                jti: jti.to_owned(),
+                iat_us,
+            }),
+            location: TokenLocation::Header,
+        }
+    }
+
     /// The `iss` claim, if the token has one.
     pub fn issuer(&self) -> Option<&str> {
         self.reg.iss.as_deref()

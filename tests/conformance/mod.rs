@@ -5,7 +5,7 @@
 //! Every store must pass all of it. A store must reflect its own writes at once: a check
 //! right after a successful revoke on the same instance sees the revocation.
 
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -48,11 +48,19 @@ pub fn hs256(claims: &Value) -> String {
     sign(&Header::new(Algorithm::HS256), claims, SECRET)
 }
 
+/// Makes sure jsonwebtoken has a crypto backend before a test signs anything (the crate
+/// installs one when a layer or issuer is built; tests may sign first).
+pub fn crypto() {
+    let _ = tower_jwt_auth::TokenIssuer::hs256(SECRET).unwrap();
+}
+
 pub fn sign(header: &Header, claims: &Value, secret: &[u8]) -> String {
+    crypto();
     jsonwebtoken::encode(header, claims, &EncodingKey::from_secret(secret).unwrap()).unwrap()
 }
 
 pub fn sign_with(header: &Header, claims: &Value, key: &EncodingKey) -> String {
+    crypto();
     jsonwebtoken::encode(header, claims, key).unwrap()
 }
 
@@ -65,6 +73,7 @@ pub fn b64(bytes: &[u8]) -> String {
 /// A token with arbitrary header and payload JSON, signed with HS256 `SECRET` over
 /// exactly those bytes (so malformed claims still carry a valid signature).
 pub fn raw_hs256(header_json: &str, payload_json: &str) -> String {
+    crypto();
     let signing_input = format!(
         "{}.{}",
         b64(header_json.as_bytes()),

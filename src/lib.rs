@@ -155,3 +155,8 @@ pub use source::TokenSource;
 pub use store::memory::MemoryStore;
 pub use store::{Check, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff};
 pub use verify::VerificationKey;
+
+/// The README's Rust examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

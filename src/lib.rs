@@ -153,6 +153,9 @@ pub use revoke::Revoker;
 pub use service::JwtAuth;
 pub use source::TokenSource;
 pub use store::memory::MemoryStore;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use store::redis::{RedisConfig, RedisStore, RedisStoreError, RedisStoreErrorKind};
 pub use store::{Check, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff};
 pub use verify::VerificationKey;
 

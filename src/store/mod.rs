@@ -8,6 +8,8 @@ use crate::TokenInfo;
 use crate::clock;
 
 pub(crate) mod memory;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 
 /// Whether a verified token has been revoked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

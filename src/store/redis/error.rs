@@ -1,0 +1,103 @@
+//! The Redis store's error type.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+/// What went wrong in a [`RedisStoreError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RedisStoreErrorKind {
+    /// The configuration is not usable (for example, the URL cannot be parsed).
+    Config,
+    /// Redis could not be reached, or the connection was lost.
+    Connection,
+    /// Redis did not answer within the configured time
+    /// ([`RedisConfig::command_timeout`](crate::RedisConfig::command_timeout) or
+    /// [`connect_timeout`](crate::RedisConfig::connect_timeout)).
+    Timeout,
+    /// Redis answered with an error (for example a server older than 6.2, a replica that
+    /// refuses writes, out of memory, or a key of the wrong type under the prefix).
+    Server,
+    /// Redis answered something this store did not expect.
+    UnexpectedReply,
+    /// A check was refused because the local mirror has not been confirmed up to date
+    /// with Redis for longer than
+    /// [`RedisConfig::max_staleness`](crate::RedisConfig::max_staleness): the link to
+    /// Redis is down or the mirror is still catching up.
+    Stale,
+}
+
+/// An operation of the [`RedisStore`](crate::RedisStore) failed; the request is refused
+/// (a check) or the revocation is not recorded (a revoke).
+///
+/// The client library's error, when there is one, is the [`source`](StdError::source).
+#[derive(Debug)]
+pub struct RedisStoreError {
+    kind: RedisStoreErrorKind,
+    source: Option<::redis::RedisError>,
+}
+
+impl RedisStoreError {
+    pub(super) fn new(kind: RedisStoreErrorKind) -> Self {
+        Self { kind, source: None }
+    }
+
+    pub(super) fn timeout() -> Self {
+        Self::new(RedisStoreErrorKind::Timeout)
+    }
+
+    pub(super) fn config(source: ::redis::RedisError) -> Self {
+        Self {
+            kind: RedisStoreErrorKind::Config,
+            source: Some(source),
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> RedisStoreErrorKind {
+        self.kind
+    }
+}
+
+impl From<::redis::RedisError> for RedisStoreError {
+    fn from(e: ::redis::RedisError) -> Self {
+        use ::redis::ErrorKind as K;
+        let kind = if e.is_timeout() {
+            RedisStoreErrorKind::Timeout
+        } else {
+            match e.kind() {
+                K::Server(_) | K::Extension | K::AuthenticationFailed => {
+                    RedisStoreErrorKind::Server
+                }
+                K::Parse | K::UnexpectedReturnType => RedisStoreErrorKind::UnexpectedReply,
+                K::InvalidClientConfig => RedisStoreErrorKind::Config,
+                _ => RedisStoreErrorKind::Connection,
+            }
+        };
+        Self {
+            kind,
+            source: Some(e),
+        }
+    }
+}
+
+impl fmt::Display for RedisStoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.kind {
+            RedisStoreErrorKind::Config => "invalid Redis store configuration",
+            RedisStoreErrorKind::Connection => "could not reach Redis",
+            RedisStoreErrorKind::Timeout => "Redis did not answer in time",
+            RedisStoreErrorKind::Server => "Redis answered with an error",
+            RedisStoreErrorKind::UnexpectedReply => "unexpected reply from Redis",
+            RedisStoreErrorKind::Stale => {
+                "the revocation mirror is not known to be up to date with Redis"
+            }
+        })
+    }
+}
+
+impl StdError for RedisStoreError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}

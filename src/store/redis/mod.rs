@@ -1,0 +1,436 @@
+//! The Redis-backed store (feature `redis`): Redis is the shared source of truth, and
+//! every instance answers checks from a local mirror kept current by a change feed.
+//!
+//! # Data model
+//!
+//! Under the configured prefix `P` (default `tower-jwt-auth:`):
+//!
+//! - `P denylist`: sorted set, member = the encoded (issuer, `jti`), score = `keep_until`.
+//! - `P cutoffs`: hash, field = the encoded (issuer, `sub`), value =
+//!   `"<cutoff_micros>:<keep_until>"`.
+//! - `P cutoffs:expiry`: sorted set, the same fields scored by `keep_until` (the sweep's
+//!   index).
+//! - `P feed`: stream, one entry per write (the entry as merged in Redis).
+//!
+//! An (issuer, id) pair is encoded unambiguously as `-<id>` (no issuer) or
+//! `+<len>:<issuer><id>`, so `:` or any other byte in a claim is harmless. Sets rather
+//! than one key per entry: a start-up load is a handful of `ZSCAN`/`HSCAN` round trips
+//! of 10 000 members each, not one per entry, and it never scans other applications'
+//! keys.
+//!
+//! Every write is one Lua script ([`scripts`]) that updates the set and appends to the
+//! feed atomically: a cutoff and every retention only move forward under concurrent
+//! writers, and a write is in the feed exactly when it is in the set. The sets' keys
+//! expire with their longest-lived entry; expired members are ignored by every reader
+//! and removed by a sweep each instance runs every second (`ZRANGEBYSCORE` on Redis's
+//! clock, at most 1 000 per script call). The feed is trimmed by `XADD ... MINID ~` to
+//! the configured retention (10 minutes by default), so it stays bounded.
+//!
+//! # The mirror and the feed
+//!
+//! The mirror is a [`MemoryStore`], so `check` is exactly as fast and allocation-free as
+//! the in-memory store's: zero Redis commands per request. A background task owns one
+//! dedicated connection and blocks on `XREAD BLOCK` from the last id it applied, so a
+//! revocation on any instance reaches every mirror one round trip after it is written.
+//! A revoke on this instance is also applied to the mirror as soon as Redis confirms it
+//! (read-your-writes), before the feed brings it back (applying twice changes nothing).
+//!
+//! Pub/sub would lose messages while disconnected; a stream does not. After a reconnect
+//! the task reads on from its last id with a script that first checks that nothing after
+//! that id was trimmed away (trimming only removes a prefix, so the read is complete
+//! exactly when the stream's first entry is at or before the last id). If something
+//! was, or the stream was lost, it resyncs: it notes the feed's newest id, scans both
+//! sets into the mirror, then reads the feed on from the noted id. Anything written
+//! during the scans is seen by the scans or the feed, or both. `connect` runs this same
+//! resync before it returns, so a new instance holds every current revocation before it
+//! serves its first request. The mirror only ever adds entries (each expires on its
+//! own), so a resync never forgets anything the instance knew.
+//!
+//! # Failure policy
+//!
+//! - `revoke`/`revoke_subject` write to Redis first, within
+//!   [`RedisConfig::command_timeout`] (1 s by default), and only then to the mirror. A
+//!   timeout or error is returned as `Err`: nothing is reported done that Redis has not
+//!   confirmed. (A timed-out write may still land later; it then reaches every mirror
+//!   through the feed, which errs on the safe side.)
+//! - `check` never waits on Redis. The task marks the mirror current after each feed
+//!   read that leaves nothing unread, at least every `min(max_staleness / 5, 1 s)` (the
+//!   block time of `XREAD` is the heartbeat). Once the mirror has not been confirmed
+//!   current for [`RedisConfig::max_staleness`] (5 s by default), `check` fails closed
+//!   with [`RedisStoreErrorKind::Stale`] (the layer answers 503) until the task has
+//!   reconnected and caught up.
+//! - The task reconnects by itself with exponential backoff and jitter (50 ms doubling
+//!   up to [`RedisConfig::max_reconnect_delay`]), catches up and carries on. Every Redis
+//!   call is bounded by a timeout, so a frozen Redis is detected, not waited on.
+//! - The task stops when the last clone of the store is dropped.
+//!
+//! # Persistence
+//!
+//! Redis must persist writes (`appendonly yes`, ideally `appendfsync always` or
+//! `everysec`) for revocations to survive its restart; see `REDIS.md` at the repository
+//! root. Without persistence, running instances keep their mirrors, but revocations made
+//! before the restart are gone from Redis, so instances started afterwards accept those
+//! tokens again.
+//!
+//! Requires Redis 6.2 or later (`XADD MINID`, exclusive `XRANGE`), or Valkey.
+//!
+//! [`MemoryStore`]: crate::MemoryStore
+
+mod error;
+mod feed;
+mod keys;
+mod scripts;
+
+use std::fmt;
+use std::future::Ready;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+pub use self::error::{RedisStoreError, RedisStoreErrorKind};
+use self::feed::{Feed, Shared, Timing, bounded, clamp_keep};
+use self::keys::Keys;
+use super::{Check, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff};
+use crate::{TokenInfo, clock};
+
+/// How to reach Redis and how the [`RedisStore`] behaves when it cannot.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_jwt_auth::RedisConfig;
+///
+/// let config = RedisConfig::new("redis://127.0.0.1:6379")
+///     .prefix("my-app:revocations:")
+///     .command_timeout(Duration::from_millis(500))
+///     .max_staleness(Duration::from_secs(10));
+/// ```
+#[derive(Clone)]
+pub struct RedisConfig {
+    url: String,
+    prefix: String,
+    command_timeout: Duration,
+    connect_timeout: Duration,
+    max_staleness: Duration,
+    feed_retention: Duration,
+    max_reconnect_delay: Duration,
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("RedisConfig")
+            .field("url", &"<redacted>")
+            .field("prefix", &self.prefix)
+            .field("command_timeout", &self.command_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_staleness", &self.max_staleness)
+            .field("feed_retention", &self.feed_retention)
+            .field("max_reconnect_delay", &self.max_reconnect_delay)
+            .finish()
+    }
+}
+
+impl RedisConfig {
+    /// A configuration for the Redis server at `url` (`redis://[user:password@]host[:port][/db]`,
+    /// `rediss://` with TLS if the `redis` crate is built with a TLS feature, or
+    /// `redis+unix:///path`), with every setting at its default.
+    ///
+    /// The URL is parsed by [`RedisStore::connect`].
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: "tower-jwt-auth:".to_owned(),
+            command_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(2),
+            max_staleness: Duration::from_secs(5),
+            feed_retention: Duration::from_secs(600),
+            max_reconnect_delay: Duration::from_secs(1),
+        }
+    }
+
+    /// The prefix of every key the store uses (default `tower-jwt-auth:`), so several
+    /// applications can share one Redis. Instances that must see each other's
+    /// revocations use the same prefix.
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The longest a revoke waits for Redis to confirm the write, including any wait for
+    /// a reconnection (default 1 s); it then returns an error. Also bounds every command
+    /// of the background task.
+    #[must_use]
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// The longest one connection attempt may take (default 2 s).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long checks keep being answered from the mirror after it was last confirmed
+    /// up to date with Redis (default 5 s). Past it, checks fail closed (the layer
+    /// answers 503) until the mirror has caught up again.
+    ///
+    /// This is how late a revocation made on another instance may be enforced here while
+    /// the link is down; a longer window trades that for availability during a Redis
+    /// outage.
+    #[must_use]
+    pub fn max_staleness(mut self, window: Duration) -> Self {
+        self.max_staleness = window;
+        self
+    }
+
+    /// How long entries stay in the change feed (default 10 minutes). An instance
+    /// disconnected for less catches up from the feed; one disconnected for longer
+    /// reloads everything from the sets (correct, but heavier).
+    #[must_use]
+    pub fn feed_retention(mut self, retention: Duration) -> Self {
+        self.feed_retention = retention;
+        self
+    }
+
+    /// The longest delay between two reconnection attempts (default 1 s); delays start
+    /// at 50 ms and double, with jitter.
+    #[must_use]
+    pub fn max_reconnect_delay(mut self, delay: Duration) -> Self {
+        self.max_reconnect_delay = delay;
+        self
+    }
+
+    fn timing(&self) -> Timing {
+        Timing {
+            command: self.command_timeout,
+            connect: self.connect_timeout,
+            block: (self.max_staleness / 5)
+                .clamp(Duration::from_millis(10), Duration::from_secs(1)),
+            max_backoff: self.max_reconnect_delay,
+            retention_ms: u64::try_from(self.feed_retention.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// A [`RevocationStore`] shared through Redis by every instance of an application:
+/// a logout on one instance is enforced by all of them, with no Redis round trip per
+/// request.
+///
+/// Each instance keeps a local mirror of every current revocation and answers
+/// [`check`](RevocationStore::check) from it synchronously ([`Check::Ready`]). A revoke
+/// is written to Redis, then applied locally; a background task follows a Redis Stream
+/// of changes, so a revocation made on any instance reaches the others within a round
+/// trip (about a millisecond on a local network), and catches up after a disconnect
+/// without losing anything.
+///
+/// - [`connect`](Self::connect) loads every current revocation before it returns.
+/// - A revoke returns `Err` if Redis has not confirmed it within
+///   [`command_timeout`](RedisConfig::command_timeout): never report such a logout as
+///   done.
+/// - While Redis is unreachable, checks are answered from the mirror for
+///   [`max_staleness`](RedisConfig::max_staleness), then fail closed
+///   ([`RedisStoreErrorKind::Stale`], a 503 from the layer) until the mirror has caught
+///   up. Reconnection is automatic.
+/// - Redis must persist its data (`appendonly yes`) for revocations to survive its
+///   restart; see `REDIS.md` in the repository.
+///
+/// Cloning is cheap; clones share the mirror and the connections. The background task
+/// stops when the last clone is dropped. Requires a Tokio runtime and Redis 6.2 or later.
+///
+/// ```no_run
+/// use tower_jwt_auth::{JwtAuthLayer, RedisConfig, RedisStore, VerificationKey};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = RedisStore::connect(
+///     RedisConfig::new("redis://127.0.0.1:6379").prefix("my-app:revocations:"),
+/// )
+/// .await?;
+/// let auth = JwtAuthLayer::builder(store)
+///     .key(VerificationKey::hs256(b"an example secret of at least 32 bytes!")?)
+///     .build()?;
+/// # let _ = auth;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    writer: ConnectionManager,
+    keys: Arc<Keys>,
+    timing: Timing,
+    max_staleness: Duration,
+    prefix: String,
+    /// Dropped with the last handle, which stops the background task.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (tokens, cutoffs) = self.mirror_len();
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.inner.prefix)
+            .field("mirrored_tokens", &tokens)
+            .field("mirrored_cutoffs", &cutoffs)
+            .field("mirror_age", &self.mirror_age())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects to Redis, loads every current revocation into the local mirror, and
+    /// starts following the change feed.
+    ///
+    /// Call it before serving requests: when it returns, checks see every revocation
+    /// that Redis held.
+    ///
+    /// # Errors
+    ///
+    /// [`RedisStoreError`] when the URL or a setting is invalid (a zero timeout or
+    /// window), Redis cannot be reached within
+    /// [`connect_timeout`](RedisConfig::connect_timeout), or the load fails or times out.
+    ///
+    /// # Panics
+    ///
+    /// When called outside a Tokio runtime.
+    pub async fn connect(config: RedisConfig) -> Result<Self, RedisStoreError> {
+        let zero = [
+            config.command_timeout,
+            config.connect_timeout,
+            config.max_staleness,
+            config.feed_retention,
+        ]
+        .contains(&Duration::ZERO);
+        if zero {
+            return Err(RedisStoreError::new(RedisStoreErrorKind::Config));
+        }
+        let client = ::redis::Client::open(config.url.as_str()).map_err(RedisStoreError::config)?;
+        let keys = Arc::new(Keys::new(&config.prefix));
+        let timing = config.timing();
+        let shared = Arc::new(Shared::new());
+
+        let mut feed = Feed::new(
+            Arc::clone(&shared),
+            client.clone(),
+            Arc::clone(&keys),
+            timing,
+        );
+        let mut conn = feed.connect().await?;
+        feed.resync(&mut conn).await?;
+        feed.catch_up(&mut conn).await?;
+
+        let writer_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timing.connect))
+            .set_response_timeout(Some(timing.command))
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(timing.max_backoff);
+        let writer = bounded(
+            timing.connect + timing.command,
+            ConnectionManager::new_with_config(client, writer_config),
+        )
+        .await?;
+
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stopped => {}
+                () = feed.run(Some(conn)) => {}
+            }
+        });
+
+        Ok(Self {
+            inner: Arc::new(Inner {
+                shared,
+                writer,
+                keys,
+                timing,
+                max_staleness: config.max_staleness,
+                prefix: config.prefix,
+                _stop: stop,
+            }),
+        })
+    }
+
+    /// How long ago the local mirror was last confirmed up to date with Redis. Checks
+    /// fail once this exceeds [`max_staleness`](RedisConfig::max_staleness); a readiness
+    /// probe can report it.
+    pub fn mirror_age(&self) -> Duration {
+        self.inner.shared.age()
+    }
+
+    /// How many denylist entries and subject cutoffs the local mirror holds, including
+    /// expired ones not yet swept.
+    pub fn mirror_len(&self) -> (u64, u64) {
+        self.inner.shared.mirror.len()
+    }
+
+    fn retention_ms(&self) -> u64 {
+        self.inner.timing.retention_ms
+    }
+}
+
+impl RevocationStore for RedisStore {
+    type Error = RedisStoreError;
+    type CheckFuture = Ready<Result<RevocationStatus, RedisStoreError>>;
+
+    fn check(&self, token: &TokenInfo) -> Check<Self::CheckFuture> {
+        let inner = &*self.inner;
+        if inner.shared.age() > inner.max_staleness {
+            return Check::Ready(Err(RedisStoreError::new(RedisStoreErrorKind::Stale)));
+        }
+        Check::Ready(Ok(inner.shared.mirror.status(token)))
+    }
+
+    async fn revoke(&self, token: &RevokedToken<'_>) -> Result<(), RedisStoreError> {
+        if token.keep_until() <= clock::now_secs() {
+            // Could no longer pass verification: nothing to record.
+            return Ok(());
+        }
+        let inner = &*self.inner;
+        let mut writer = inner.writer.clone();
+        let _id: ::redis::Value = bounded(
+            inner.timing.command,
+            scripts::REVOKE_TOKEN
+                .key(&inner.keys.denylist)
+                .key(&inner.keys.feed)
+                .arg(keys::member(token.issuer(), token.jti()))
+                .arg(clamp_keep(token.keep_until()))
+                .arg(self.retention_ms())
+                .invoke_async(&mut writer),
+        )
+        .await?;
+        inner.shared.mirror.insert_token(token);
+        Ok(())
+    }
+
+    async fn revoke_subject(&self, cutoff: &SubjectCutoff<'_>) -> Result<(), RedisStoreError> {
+        if cutoff.keep_until() <= clock::now_secs() {
+            return Ok(());
+        }
+        let inner = &*self.inner;
+        let mut writer = inner.writer.clone();
+        let _id: ::redis::Value = bounded(
+            inner.timing.command,
+            scripts::REVOKE_SUBJECT
+                .key(&inner.keys.cutoffs)
+                .key(&inner.keys.cutoff_expiry)
+                .key(&inner.keys.feed)
+                .arg(keys::member(cutoff.issuer(), cutoff.subject()))
+                .arg(cutoff.cutoff_micros())
+                .arg(clamp_keep(cutoff.keep_until()))
+                .arg(self.retention_ms())
+                .invoke_async(&mut writer),
+        )
+        .await?;
+        inner.shared.mirror.insert_cutoff(cutoff);
+        Ok(())
+    }
+}

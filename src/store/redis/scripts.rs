@@ -1,0 +1,125 @@
+//! The Lua scripts: every write is one atomic script, so the state and its feed entry
+//! never disagree and concurrent writers cannot lower a cutoff or shorten a retention.
+//!
+//! Times come from Redis's own clock (`TIME`), so one instance with a wrong clock cannot
+//! sweep live entries. Scripts run with effects replication (the default since Redis 5),
+//! which allows `TIME` before writes.
+
+use std::sync::LazyLock;
+
+use ::redis::Script;
+
+/// Puts one (issuer, jti) on the denylist, keeping the later of the old and new
+/// `keep_until`; the key itself expires with its longest-lived entry; appends the
+/// resulting entry to the feed, trimming feed entries older than the retention.
+///
+/// KEYS: denylist, feed. ARGV: member, keep_until (s), feed retention (ms).
+pub(super) static REVOKE_TOKEN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local keep = tonumber(ARGV[2])
+local old = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
+if old and old > keep then keep = old end
+local keep_s = string.format('%d', keep)
+redis.call('ZADD', KEYS[1], keep_s, ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('EXPIREAT', KEYS[1], string.format('%d', tonumber(last[2])))
+local t = redis.call('TIME')
+local minid = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[3])
+return redis.call('XADD', KEYS[2], 'MINID', '~', string.format('%d', minid), '*',
+    'j', ARGV[1], 'u', keep_s)
+",
+    )
+});
+
+/// Records a subject cutoff, keeping the later cutoff and the later `keep_until`
+/// independently (a later cutoff never shortens retention); both keys expire with their
+/// longest-lived entry; appends the merged entry to the feed.
+///
+/// Cutoffs are compared as decimal strings (length, then bytes), so no precision is lost
+/// to Lua's doubles.
+///
+/// KEYS: cutoffs, cutoff expiry, feed. ARGV: member, cutoff (µs), keep_until (s),
+/// feed retention (ms).
+pub(super) static REVOKE_SUBJECT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local function later(a, b)
+  if #a ~= #b then return #a > #b end
+  return a > b
+end
+local cutoff = ARGV[2]
+local keep = tonumber(ARGV[3])
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then
+  local c, k = string.match(old, '^(%d+):(%d+)$')
+  if c and later(c, cutoff) then cutoff = c end
+  if k and tonumber(k) > keep then keep = tonumber(k) end
+end
+local keep_s = string.format('%d', keep)
+redis.call('HSET', KEYS[1], ARGV[1], cutoff .. ':' .. keep_s)
+redis.call('ZADD', KEYS[2], keep_s, ARGV[1])
+local last = string.format('%d', tonumber(redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')[2]))
+redis.call('EXPIREAT', KEYS[1], last)
+redis.call('EXPIREAT', KEYS[2], last)
+local t = redis.call('TIME')
+local minid = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[4])
+return redis.call('XADD', KEYS[3], 'MINID', '~', string.format('%d', minid), '*',
+    's', ARGV[1], 'c', cutoff, 'u', keep_s)
+",
+    )
+});
+
+/// Removes up to ARGV[1] expired denylist entries and as many expired cutoffs; returns
+/// how many were removed. Expired entries are already ignored by every reader; this only
+/// frees memory. Nothing goes to the feed: each mirror expires its entries itself.
+///
+/// KEYS: denylist, cutoffs, cutoff expiry. ARGV: limit.
+pub(super) static SWEEP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local now = redis.call('TIME')[1]
+local n = 0
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[1])
+if #dead > 0 then
+  redis.call('ZREM', KEYS[1], unpack(dead))
+  n = n + #dead
+end
+dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, ARGV[1])
+if #dead > 0 then
+  redis.call('HDEL', KEYS[2], unpack(dead))
+  redis.call('ZREM', KEYS[3], unpack(dead))
+  n = n + #dead
+end
+return n
+",
+    )
+});
+
+/// Reads up to ARGV[2] feed entries after id ARGV[1], or returns nil when entries after
+/// it may have been trimmed away (or lost), so the caller must resync from the sets.
+///
+/// Trimming only ever removes the oldest entries, so the read is complete exactly when
+/// the stream's first entry is at or before the last id seen. An empty or missing
+/// stream is complete only for a reader that has seen nothing (`0-0`).
+///
+/// KEYS: feed. ARGV: last seen id, count.
+pub(super) static READ_AFTER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local function id(s)
+  local ms, seq = string.match(s, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #first == 0 then
+  if ARGV[1] == '0-0' then return {} end
+  return false
+end
+local fms, fseq = id(first[1][1])
+local lms, lseq = id(ARGV[1])
+if fms > lms or (fms == lms and fseq > lseq) then return false end
+return redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
+",
+    )
+});

@@ -1,0 +1,236 @@
+//! A real `redis-server` for tests, on a free loopback port in its own directory, with
+//! an append-only file so a restart keeps its data. Never a mock.
+//!
+//! The server runs under a small `sh` wrapper that kills it when its stdin closes, so a
+//! test binary that exits (or crashes) never leaves a server behind, even one kept in a
+//! `static`.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Kills the server when stdin closes; optionally removes the data directory too.
+const WRAPPER: &str = r#"
+clean="$1"; dir="$2"; shift 2
+redis-server "$@" &
+pid=$!
+echo "$pid"
+read _ignored
+kill -CONT "$pid" 2>/dev/null
+kill -9 "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+if [ "$clean" = 1 ]; then rm -rf "$dir"; fi
+"#;
+
+pub struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    /// The wrapper of the running server; `None` while stopped.
+    wrapper: Option<Child>,
+    pid: u32,
+    /// Whether the wrapper removes the directory (a server that is never restarted).
+    clean_on_exit: bool,
+}
+
+fn require_redis_server() {
+    match Command::new("redis-server").arg("--version").output() {
+        Ok(out) if out.status.success() => {}
+        _ => panic!(
+            "redis-server is not installed, and the Redis store tests (feature `redis`) need a \
+             real one: install it with `apt-get install -y redis-server` (Debian/Ubuntu) or \
+             `brew install redis` (macOS), then run the tests again"
+        ),
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+fn fresh_dir() -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "tower-jwt-auth-redis-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the redis data directory");
+    dir
+}
+
+/// One request in RESP, one reply line (enough for PING and INFO-style checks).
+fn raw_command(port: u16, args: &[&str], timeout: Duration) -> std::io::Result<Vec<u8>> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(req.as_bytes())?;
+    let mut reader = BufReader::new(s);
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line)?;
+    if line.first() == Some(&b'$') {
+        let len: i64 = std::str::from_utf8(&line[1..])
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        if len < 0 {
+            return Ok(Vec::new());
+        }
+        let mut body = vec![0; len as usize + 2];
+        reader.read_exact(&mut body)?;
+        body.truncate(len as usize);
+        return Ok(body);
+    }
+    Ok(line)
+}
+
+impl RedisServer {
+    /// Starts a server that is never restarted (its directory goes with it).
+    pub fn start() -> Self {
+        Self::launch(free_port(), fresh_dir(), true)
+    }
+
+    /// Starts a server that tests may stop and restart on the same port and data.
+    pub fn start_restartable() -> Self {
+        Self::launch(free_port(), fresh_dir(), false)
+    }
+
+    /// One server shared by every test of the binary; stopped when the binary exits.
+    pub fn shared() -> &'static RedisServer {
+        static SERVER: OnceLock<RedisServer> = OnceLock::new();
+        SERVER.get_or_init(Self::start)
+    }
+
+    fn launch(port: u16, dir: PathBuf, clean_on_exit: bool) -> Self {
+        let mut server = Self {
+            port,
+            dir,
+            wrapper: None,
+            pid: 0,
+            clean_on_exit,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        require_redis_server();
+        let dir = self.dir.to_str().unwrap().to_owned();
+        let port = self.port.to_string();
+        let log = self.dir.join("redis.log");
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(WRAPPER)
+            .arg("sh")
+            .arg(if self.clean_on_exit { "1" } else { "0" })
+            .arg(&dir)
+            .args(["--port", &port, "--bind", "127.0.0.1", "--dir", &dir])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .args(["--daemonize", "no", "--logfile", log.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sh to run redis-server");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        self.pid = first.trim().parse().expect("the wrapper prints the pid");
+        self.wrapper = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(reply) = raw_command(self.port, &["PING"], Duration::from_millis(500)) {
+                if reply.starts_with(b"+PONG") {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
+                panic!("redis-server on port {} did not start:\n{log}", self.port);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Sends one command; returns the first reply line (or a bulk string's body).
+    pub fn command(&self, args: &[&str]) -> Vec<u8> {
+        raw_command(self.port, args, Duration::from_secs(5)).expect("redis command")
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.pid.to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill {sig} {}", self.pid);
+    }
+
+    /// Kills the server outright (SIGKILL, like a crash). With `appendfsync always`,
+    /// every acknowledged write is already in the append-only file.
+    pub fn stop(&mut self) {
+        if let Some(mut wrapper) = self.wrapper.take() {
+            drop(wrapper.stdin.take());
+            let _ = wrapper.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a frozen server (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        if !self.clean_on_exit {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

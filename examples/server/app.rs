@@ -1,0 +1,423 @@
+//! The example server's configuration and routes.
+//!
+//! `main.rs` reads the configuration from the environment and serves [`router`]; the
+//! end-to-end tests (`tests/e2e.rs`) include this file and serve the very same router on
+//! a real TCP port.
+//!
+//! The router is generic over the [`RevocationStore`]: the server passes a
+//! [`MemoryStore`](tower_jwt_auth::MemoryStore); a shared store (Redis) plugs in by
+//! passing another store, with no other change.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use std::{env, fmt};
+
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tower_jwt_auth::{
+    ConfigError, DEFAULT_MAX_TOKEN_LIFETIME, JwtAuthLayer, Rejection, RevocationStore, Revoker,
+    TokenCookie, TokenInfo, TokenIssuer, VerificationKey,
+};
+
+/// The cookie that carries the access token, and the layer's second token source.
+pub(crate) const COOKIE_NAME: &str = "access_token";
+
+/// The demo users: `(username, password)`. A real application stores password hashes
+/// (argon2, scrypt), never passwords.
+const USERS: [(&str, &str); 2] = [("alice", "wonderland"), ("bob", "builder")];
+
+/// The largest `/login` body accepted.
+const MAX_LOGIN_BODY: usize = 4 * 1024;
+
+/// The page served at `/`.
+const PAGE: &str = include_str!("index.html");
+
+/// The HS256 secret. Its `Debug` never shows it.
+#[derive(Clone)]
+pub(crate) struct Secret(Vec<u8>);
+
+impl Secret {
+    pub(crate) fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Self(bytes.into())
+    }
+
+    /// 32 random bytes.
+    fn random() -> Result<Self, String> {
+        let mut bytes = vec![0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for JWT_SECRET: {e}"))?;
+        Ok(Self(bytes))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// The server's configuration (see [`Config::from_env`]).
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    /// `ADDR`: where to listen.
+    pub(crate) addr: SocketAddr,
+    /// `JWT_SECRET`: the HS256 secret.
+    pub(crate) secret: Secret,
+    /// Whether the secret was generated because `JWT_SECRET` was unset.
+    pub(crate) secret_generated: bool,
+    /// `ACCESS_TOKEN_TTL`: the lifetime of issued tokens.
+    pub(crate) token_ttl: Duration,
+    /// `COOKIE_SECURE`: whether the login cookie is `Secure`.
+    pub(crate) cookie_secure: bool,
+    /// Whether `REDIS_URL` was set (and is ignored for now).
+    pub(crate) redis_url_ignored: bool,
+}
+
+impl Config {
+    /// The defaults with this secret: `127.0.0.1:3000`, 900 s tokens, `Secure` cookies.
+    pub(crate) fn new(secret: Secret) -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            secret,
+            secret_generated: false,
+            token_ttl: Duration::from_secs(900),
+            cookie_secure: true,
+            redis_url_ignored: false,
+        }
+    }
+
+    /// Reads `ADDR`, `JWT_SECRET`, `ACCESS_TOKEN_TTL`, `COOKIE_SECURE` and `REDIS_URL`.
+    pub(crate) fn from_env() -> Result<Self, String> {
+        Self::from_lookup(|name| match env::var(name) {
+            Ok(value) => Ok(Some(value)),
+            Err(env::VarError::NotPresent) => Ok(None),
+            Err(env::VarError::NotUnicode(_)) => Err(format!("{name} is not valid UTF-8")),
+        })
+    }
+
+    /// Reads the configuration through `get`, which returns a variable's value or `None`
+    /// when it is unset. Messages name the variable but never show the secret.
+    pub(crate) fn from_lookup(
+        get: impl Fn(&str) -> Result<Option<String>, String>,
+    ) -> Result<Self, String> {
+        let addr = match get("ADDR")? {
+            Some(addr) => addr
+                .parse()
+                .map_err(|_| format!("ADDR={addr:?} is not an address like 127.0.0.1:3000"))?,
+            None => SocketAddr::from(([127, 0, 0, 1], 3000)),
+        };
+        let (secret, secret_generated) = match get("JWT_SECRET")? {
+            Some(secret) => {
+                if secret.len() < 32 {
+                    return Err(format!(
+                        "JWT_SECRET is {} bytes long; HS256 needs at least 32",
+                        secret.len()
+                    ));
+                }
+                (Secret::new(secret), false)
+            }
+            None => (Secret::random()?, true),
+        };
+        let token_ttl = match get("ACCESS_TOKEN_TTL")? {
+            Some(ttl) => match ttl.trim().parse::<u64>() {
+                Ok(secs) if secs > 0 => Duration::from_secs(secs),
+                _ => {
+                    return Err(format!(
+                        "ACCESS_TOKEN_TTL={ttl:?} is not a positive number of seconds"
+                    ));
+                }
+            },
+            None => Duration::from_secs(900),
+        };
+        let cookie_secure = match get("COOKIE_SECURE")?.as_deref().map(str::trim) {
+            None | Some("" | "1" | "true" | "yes" | "on") => true,
+            Some("0" | "false" | "no" | "off") => false,
+            Some(other) => {
+                return Err(format!("COOKIE_SECURE={other:?} is not 0 or 1"));
+            }
+        };
+        let redis_url_ignored = get("REDIS_URL")?.is_some_and(|url| !url.is_empty());
+        Ok(Self {
+            addr,
+            secret_generated,
+            token_ttl,
+            cookie_secure,
+            redis_url_ignored,
+            ..Self::new(secret)
+        })
+    }
+}
+
+/// What the handlers share.
+struct AppState<R> {
+    issuer: TokenIssuer,
+    cookie: TokenCookie,
+    revoker: Revoker<R>,
+}
+
+/// The whole application: `/health`, `/`, `/login` in the open; `/me`, `/logout` and
+/// `/logout-all` behind a [`JwtAuthLayer`] that records revocations in `store`.
+///
+/// The layer takes `Authorization: Bearer` first, then the `access_token` cookie, with
+/// the core's defaults: HS256 with the configured secret and no `kid`, no `iss`/`aud`
+/// requirement, 60 s leeway, RFC 6750 rejections.
+///
+/// # Errors
+///
+/// A [`ConfigError`] when the secret is too short or no crypto backend is usable.
+pub(crate) fn router<R: RevocationStore>(store: R, config: &Config) -> Result<Router, ConfigError> {
+    let secret = &config.secret.0;
+    let auth = JwtAuthLayer::builder(store)
+        .key(VerificationKey::hs256(secret)?)
+        .cookie(COOKIE_NAME)
+        // Accept every token this server issues, and other issuers' tokens up to the
+        // core's default longest lifetime.
+        .max_token_lifetime(config.token_ttl.max(DEFAULT_MAX_TOKEN_LIFETIME))
+        .build()?;
+    let state = Arc::new(AppState {
+        issuer: TokenIssuer::hs256(secret)?.with_lifetime(config.token_ttl),
+        cookie: TokenCookie::new(COOKIE_NAME)?.secure(config.cookie_secure),
+        revoker: auth.revoker(),
+    });
+    let protected = Router::new()
+        .route("/me", get(me))
+        .route("/logout", post(logout::<R>))
+        .route("/logout-all", post(logout_all::<R>))
+        // `route_layer`: an unknown path stays a 404 instead of a 401.
+        .route_layer(auth);
+    Ok(Router::new()
+        .route("/", get(page))
+        .route("/health", get(health))
+        .route(
+            "/login",
+            post(login::<R>).layer(DefaultBodyLimit::max(MAX_LOGIN_BODY)),
+        )
+        .merge(protected)
+        .layer(middleware::from_fn(log_request))
+        .with_state(state))
+}
+
+/// Logs each request at debug level: method, path (never the query), status, and the
+/// layer's reason for a rejection. Never a token, a cookie or a body.
+async fn log_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    match response.extensions().get::<Rejection>() {
+        Some(rejection) => tracing::debug!(
+            %method, %path, status = response.status().as_u16(),
+            kind = ?rejection.kind(), reason = rejection.description(),
+            "request refused by the auth layer"
+        ),
+        None => tracing::debug!(%method, %path, status = response.status().as_u16(), "request"),
+    }
+    response
+}
+
+/// A JSON error body: `{"error": code, "error_description": description}` (the shape of
+/// OAuth 2 errors).
+fn error(status: StatusCode, code: &str, description: &str) -> Response {
+    (
+        status,
+        Json(json!({ "error": code, "error_description": description })),
+    )
+        .into_response()
+}
+
+const NO_STORE: (header::HeaderName, HeaderValue) =
+    (header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+/// The demo user these credentials name, compared in constant time: both inputs are
+/// hashed to a fixed length first (so not even the lengths leak), every user is checked,
+/// and username and password are combined without short-circuiting.
+fn authenticate(username: &str, password: &str) -> Option<&'static str> {
+    let username = Sha256::digest(username.as_bytes());
+    let password = Sha256::digest(password.as_bytes());
+    let mut found = None;
+    for (name, pass) in USERS {
+        let name_ok = username
+            .as_slice()
+            .ct_eq(Sha256::digest(name.as_bytes()).as_slice());
+        let pass_ok = password
+            .as_slice()
+            .ct_eq(Sha256::digest(pass.as_bytes()).as_slice());
+        if bool::from(name_ok & pass_ok) {
+            found = Some(name);
+        }
+    }
+    found
+}
+
+async fn login<R: RevocationStore>(
+    State(app): State<Arc<AppState<R>>>,
+    body: Result<Json<Credentials>, JsonRejection>,
+) -> Response {
+    let credentials = match body {
+        Ok(Json(credentials)) => credentials,
+        // 415 (not JSON), 400 (bad JSON) or 422 (wrong fields), with a clear message.
+        Err(rejection) => {
+            return error(
+                rejection.status(),
+                "invalid_request",
+                &format!(
+                    "{}. Send {{\"username\": \"...\", \"password\": \"...\"}} as JSON \
+                     (Content-Type: application/json).",
+                    rejection.body_text()
+                ),
+            );
+        }
+    };
+    let Some(user) = authenticate(&credentials.username, &credentials.password) else {
+        tracing::info!("login refused: wrong username or password");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "wrong username or password",
+        );
+    };
+    let token = match app.issuer.issue(user) {
+        Ok(token) => token,
+        Err(e) => {
+            tracing::error!(error = %e, "could not issue a token");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the token could not be issued",
+            );
+        }
+    };
+    tracing::info!(user, "logged in");
+    // The OAuth 2 token response (RFC 6749 §5.1), never cached.
+    #[derive(Serialize)]
+    struct TokenResponse<'a> {
+        access_token: &'a str,
+        token_type: &'static str,
+        expires_in: u64,
+    }
+    (
+        [
+            (header::SET_COOKIE, app.cookie.login(&token)),
+            NO_STORE,
+            (header::PRAGMA, HeaderValue::from_static("no-cache")),
+        ],
+        Json(TokenResponse {
+            access_token: token.as_str(),
+            token_type: "Bearer",
+            expires_in: token.expires_in(),
+        }),
+    )
+        .into_response()
+}
+
+/// The verified claims (`sub`, `jti`, `iat`, `exp`, and `iat_us` for this server's
+/// tokens).
+async fn me(Extension(claims): Extension<tower_jwt_auth::Claims>) -> Response {
+    ([NO_STORE], Json(claims)).into_response()
+}
+
+/// The answer to a logout: 204 and the clearing cookie once the store recorded it; 503
+/// and the cookie left alone when it did not.
+fn logged_out<R>(
+    app: &AppState<R>,
+    what: &str,
+    token: &TokenInfo,
+    result: Result<(), tower_jwt_auth::RevokeError>,
+) -> Response {
+    match result {
+        Ok(()) => {
+            tracing::info!(user = token.subject(), "{what}");
+            (
+                StatusCode::NO_CONTENT,
+                [(header::SET_COOKIE, app.cookie.logout())],
+            )
+                .into_response()
+        }
+        Err(e) => {
+            let source = std::error::Error::source(&e).map(ToString::to_string);
+            tracing::error!(error = %e, source, "{what} failed: the revocation was not recorded");
+            let mut response = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the logout could not be recorded, so the token is still valid; try again",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+    }
+}
+
+async fn logout<R: RevocationStore>(
+    State(app): State<Arc<AppState<R>>>,
+    Extension(token): Extension<TokenInfo>,
+) -> Response {
+    let result = app.revoker.revoke(&token).await;
+    logged_out(&app, "logged out", &token, result)
+}
+
+async fn logout_all<R: RevocationStore>(
+    State(app): State<Arc<AppState<R>>>,
+    Extension(token): Extension<TokenInfo>,
+) -> Response {
+    let result = app.revoker.revoke_all(&token).await;
+    logged_out(&app, "logged out everywhere", &token, result)
+}
+
+/// The page, with a Content-Security-Policy that allows only its own inline script and
+/// style (by hash) and requests to this origin.
+async fn page() -> Response {
+    static CSP: std::sync::LazyLock<HeaderValue> = std::sync::LazyLock::new(|| {
+        let hash = |open: &str, close: &str| {
+            let start = PAGE.find(open).map_or(0, |i| i + open.len());
+            let end = PAGE[start..].find(close).map_or(start, |i| start + i);
+            STANDARD.encode(Sha256::digest(PAGE[start..end].as_bytes()))
+        };
+        let policy = format!(
+            "default-src 'none'; script-src 'sha256-{}'; style-src 'sha256-{}'; \
+             connect-src 'self'; img-src 'self'; form-action 'none'; \
+             frame-ancestors 'none'; base-uri 'none'",
+            hash("<script>", "</script>"),
+            hash("<style>", "</style>"),
+        );
+        HeaderValue::try_from(policy)
+            .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
+    });
+    (
+        [
+            (header::CONTENT_SECURITY_POLICY, CSP.clone()),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
+        ],
+        Html(PAGE),
+    )
+        .into_response()
+}

@@ -1,0 +1,108 @@
+//! The example server: log in, see who you are, log out, log out everywhere.
+//!
+//! ```text
+//! cargo run --example server
+//! ```
+//!
+//! Configuration (environment):
+//!
+//! - `ADDR`: listen address, default `127.0.0.1:3000`.
+//! - `JWT_SECRET`: the HS256 secret (at least 32 bytes). When unset, a random one is
+//!   generated at start, so tokens do not survive a restart.
+//! - `ACCESS_TOKEN_TTL`: token lifetime in seconds, default 900.
+//! - `COOKIE_SECURE`: the login cookie is `Secure` unless this is `0`.
+//! - `REDIS_URL`: reserved for the shared Redis store; ignored for now, with a warning.
+//! - `RUST_LOG`: log filter, default `info`. Logs go to stderr and never contain tokens.
+//!
+//! Revocations are kept in this process ([`MemoryStore`]).
+
+mod app;
+
+use std::process::ExitCode;
+
+use tokio::net::TcpListener;
+use tower_jwt_auth::MemoryStore;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let config = app::Config::from_env()?;
+    if config.secret_generated {
+        tracing::info!(
+            "JWT_SECRET is not set: generated a random secret for this run \
+             (tokens will not survive a restart)"
+        );
+    }
+    if config.redis_url_ignored {
+        // The URL may hold a password: do not print it.
+        tracing::warn!(
+            "REDIS_URL is set but ignored for now: the shared Redis store is not available \
+             yet; revocations are kept in this process's memory"
+        );
+    }
+    if !config.cookie_secure {
+        tracing::warn!("COOKIE_SECURE=0: the login cookie is sent over plain HTTP too");
+    }
+    tracing::info!(
+        token_ttl_secs = config.token_ttl.as_secs(),
+        cookie_secure = config.cookie_secure,
+        "configured"
+    );
+
+    let router = app::router(MemoryStore::new(), &config)?;
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?;
+    let addr = listener.local_addr()?;
+    // On stdout, alone, so scripts can wait for it.
+    println!("listening on http://{addr}");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+/// Completes on Ctrl-C (and on SIGTERM on Unix).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing the requests in flight");
+}

@@ -8,10 +8,10 @@
 //! [`MemoryStore`](tower_jwt_auth::MemoryStore); a shared store (Redis) plugs in by
 //! passing another store, with no other change.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use std::{env, fmt};
 
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
@@ -68,7 +68,7 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// The server's configuration (see [`Config::from_env`]).
+/// The server's configuration (see [`Config::from_lookup`]).
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     /// `ADDR`: where to listen.
@@ -98,17 +98,9 @@ impl Config {
         }
     }
 
-    /// Reads `ADDR`, `JWT_SECRET`, `ACCESS_TOKEN_TTL`, `COOKIE_SECURE` and `REDIS_URL`.
-    pub(crate) fn from_env() -> Result<Self, String> {
-        Self::from_lookup(|name| match env::var(name) {
-            Ok(value) => Ok(Some(value)),
-            Err(env::VarError::NotPresent) => Ok(None),
-            Err(env::VarError::NotUnicode(_)) => Err(format!("{name} is not valid UTF-8")),
-        })
-    }
-
-    /// Reads the configuration through `get`, which returns a variable's value or `None`
-    /// when it is unset. Messages name the variable but never show the secret.
+    /// Reads `ADDR`, `JWT_SECRET`, `ACCESS_TOKEN_TTL`, `COOKIE_SECURE` and `REDIS_URL`
+    /// through `get`, which returns a variable's value or `None` when it is unset.
+    /// Messages name the variable but never show the secret.
     pub(crate) fn from_lookup(
         get: impl Fn(&str) -> Result<Option<String>, String>,
     ) -> Result<Self, String> {
@@ -393,7 +385,7 @@ async fn page() -> Response {
         let hash = |open: &str, close: &str| {
             let start = PAGE.find(open).map_or(0, |i| i + open.len());
             let end = PAGE[start..].find(close).map_or(start, |i| start + i);
-            STANDARD.encode(Sha256::digest(PAGE[start..end].as_bytes()))
+            STANDARD.encode(Sha256::digest(&PAGE.as_bytes()[start..end]))
         };
         let policy = format!(
             "default-src 'none'; script-src 'sha256-{}'; style-src 'sha256-{}'; \

@@ -41,7 +41,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let config = app::Config::from_env()?;
+    let config = app::Config::from_lookup(|name| match std::env::var(name) {
+        Ok(value) => Ok(Some(value)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!("{name} is not valid UTF-8")),
+    })?;
     if config.secret_generated {
         tracing::info!(
             "JWT_SECRET is not set: generated a random secret for this run \

@@ -338,10 +338,29 @@ impl<C: Serialize> Serialize for Claims<C> {
 
 /// What `jsonwebtoken` deserializes the payload into: registered and custom claims from
 /// one JSON object.
-#[derive(Deserialize)]
 pub(crate) struct Wire<C> {
-    #[serde(flatten)]
     pub(crate) reg: Registered,
-    #[serde(flatten)]
     pub(crate) custom: C,
+}
+
+impl<'de, C> Deserialize<'de> for Wire<C>
+where
+    C: serde::de::DeserializeOwned + Clone + 'static,
+{
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Without custom claims (`C = ()`, the common case) the registered claims are
+        // read straight from the payload, with no intermediate buffer.
+        if let Some(unit) = (&() as &dyn std::any::Any).downcast_ref::<C>() {
+            return Ok(Wire {
+                reg: Registered::deserialize(d)?,
+                custom: unit.clone(),
+            });
+        }
+        // Otherwise both views read the same JSON text, so `C` sees the whole object
+        // (registered claims included), as with `#[serde(flatten)]`.
+        let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        let reg = serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
+        let custom = serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
+        Ok(Wire { reg, custom })
+    }
 }

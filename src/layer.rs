@@ -37,7 +37,7 @@ pub(crate) struct Shared<R, F> {
 
 impl<R, F> Shared<R, F> {
     /// Finds, checks and verifies the request's token: `Ok(None)` when none was presented.
-    pub(crate) fn authenticate<C: DeserializeOwned, B>(
+    pub(crate) fn authenticate<C: DeserializeOwned + Clone + 'static, B>(
         &self,
         req: &Request<B>,
     ) -> Result<Option<Claims<C>>, Rejection> {

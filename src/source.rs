@@ -84,25 +84,40 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
     if values.next().is_some() {
         return Err(reasons::TWO_AUTHORIZATION);
     }
-    let value = value.to_str().map_err(|_| reasons::BAD_AUTHORIZATION)?;
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let value = value.as_bytes();
+    let (scheme, rest) = match value.iter().position(|&b| b == b' ') {
+        Some(i) => (&value[..i], &value[i + 1..]),
+        None => (value, &[][..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
         return Ok(None);
     }
-    let token = rest.trim_matches(' ');
-    if token.is_empty() || !is_token68(token) {
+    let token = rest.trim_ascii();
+    if !is_token68(token) {
         return Err(reasons::BAD_AUTHORIZATION);
     }
-    Ok(Some(token))
+    // token68 is ASCII, so this cannot fail.
+    std::str::from_utf8(token)
+        .map(Some)
+        .map_err(|_| reasons::BAD_AUTHORIZATION)
 }
 
+/// The bytes RFC 7235 token68 allows before its `=` padding.
+const TOKEN68: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        i += 1;
+    }
+    t
+};
+
 /// RFC 7235 token68: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-fn is_token68(s: &str) -> bool {
-    let body = s.trim_end_matches('=');
-    !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+fn is_token68(s: &[u8]) -> bool {
+    let end = s.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
+    end > 0 && s[..end].iter().all(|&b| TOKEN68[usize::from(b)])
 }
 
 /// The value of the cookie `name`, `None` if absent or empty (a cleared cookie).
@@ -160,9 +175,11 @@ mod tests {
 
     #[test]
     fn token68() {
-        assert!(is_token68("abc.DEF-_~+/=="));
-        assert!(!is_token68("a b"));
-        assert!(!is_token68("==="));
-        assert!(!is_token68("a\"b"));
+        assert!(is_token68(b"abc.DEF-_~+/=="));
+        assert!(!is_token68(b"a b"));
+        assert!(!is_token68(b"==="));
+        assert!(!is_token68(b"a\"b"));
+        assert!(!is_token68(b""));
+        assert!(!is_token68(b"a=b"));
     }
 }

@@ -285,7 +285,7 @@ impl Verifier {
     }
 
     /// Verifies `token` and decodes its claims.
-    pub(crate) fn verify<C: DeserializeOwned>(
+    pub(crate) fn verify<C: DeserializeOwned + Clone + 'static>(
         &self,
         token: &str,
         location: TokenLocation,
@@ -293,23 +293,36 @@ impl Verifier {
         if token.len() > self.max_token_len {
             return Err(reasons::TOO_LONG);
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| reasons::MALFORMED)?;
-        let key = match header.kid.as_deref() {
-            Some(kid) => self.keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
-            None => self.unnamed.map(|i| &self.keys[i]),
-        }
-        .ok_or(reasons::UNKNOWN_KEY)?;
+        let (header, wire) = match self.keys.as_slice() {
+            // One key: verify with it directly and check the `kid` afterwards, which
+            // saves parsing the header twice. The result is the same: a token naming
+            // another key never passes.
+            [only] => {
+                let data = jsonwebtoken::decode::<Wire<C>>(token, &only.key, &only.validation)
+                    .map_err(|e| map_error(e.kind()))?;
+                if data.header.kid != only.kid {
+                    return Err(reasons::UNKNOWN_KEY);
+                }
+                (data.header.typ, data.claims)
+            }
+            keys => {
+                let header = jsonwebtoken::decode_header(token).map_err(|_| reasons::MALFORMED)?;
+                let key = match header.kid.as_deref() {
+                    Some(kid) => keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
+                    None => self.unnamed.map(|i| &keys[i]),
+                }
+                .ok_or(reasons::UNKNOWN_KEY)?;
+                let data = jsonwebtoken::decode::<Wire<C>>(token, &key.key, &key.validation)
+                    .map_err(|e| map_error(e.kind()))?;
+                (data.header.typ, data.claims)
+            }
+        };
         if let Some(expected) = &self.typ
-            && !header
-                .typ
-                .as_deref()
-                .is_some_and(|t| typ_matches(t, expected))
+            && !header.as_deref().is_some_and(|t| typ_matches(t, expected))
         {
             return Err(reasons::BAD_TYPE);
         }
-        let data = jsonwebtoken::decode::<Wire<C>>(token, &key.key, &key.validation)
-            .map_err(|e| map_error(e.kind()))?;
-        let Wire { reg, custom } = data.claims;
+        let Wire { reg, custom } = wire;
         if reg.jti.is_empty() || reg.sub.is_empty() {
             return Err(reasons::BAD_CLAIMS);
         }

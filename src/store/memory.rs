@@ -5,6 +5,7 @@ use std::fmt;
 use std::future::Ready;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use moka::Expiry;
@@ -32,14 +33,14 @@ fn remaining(until: SystemTime) -> Duration {
         .min(MAX_KEEP)
 }
 
-impl Expiry<u128, Entry> for UntilExpiry {
-    fn expire_after_create(&self, _: &u128, value: &Entry, _: Instant) -> Option<Duration> {
+impl Expiry<u64, Entry> for UntilExpiry {
+    fn expire_after_create(&self, _: &u64, value: &Entry, _: Instant) -> Option<Duration> {
         Some(remaining(value.until))
     }
 
     fn expire_after_update(
         &self,
-        _: &u128,
+        _: &u64,
         value: &Entry,
         _: Instant,
         _: Option<Duration>,
@@ -48,41 +49,44 @@ impl Expiry<u128, Entry> for UntilExpiry {
     }
 }
 
-/// Hashes (issuer, id) into a 128-bit key with two per-process random SipHash keys.
+/// Hashes (issuer, id) into a 64-bit key with a per-process random SipHash key.
 ///
-/// A fixed-size key makes a lookup allocation-free and an entry small. A collision would
-/// only ever make a token look revoked (fail closed), and needs about 2^64 entries.
+/// A fixed-size key makes a lookup allocation-free and an entry small. A collision can
+/// only make a token look revoked (fail closed), never accepted; with a million entries
+/// its chance per check is about 2^-44.
 #[derive(Clone)]
-struct KeyHasher(RandomState, RandomState);
+struct KeyHasher(RandomState);
 
 impl KeyHasher {
     fn new() -> Self {
-        Self(RandomState::new(), RandomState::new())
+        Self(RandomState::new())
     }
 
-    fn key(&self, issuer: Option<&str>, id: &str) -> u128 {
-        let half = |state: &RandomState| {
-            let mut h = state.build_hasher();
-            match issuer {
-                // `str` hashing appends a 0xff terminator, so ("ab","c") != ("a","bc").
-                Some(iss) => {
-                    h.write_u8(1);
-                    h.write(iss.as_bytes());
-                    h.write_u8(0xff);
-                }
-                None => h.write_u8(0),
+    fn key(&self, issuer: Option<&str>, id: &str) -> u64 {
+        let mut h = self.0.build_hasher();
+        match issuer {
+            // The 0xff terminator keeps ("ab", "c") apart from ("a", "bc"): 0xff never
+            // occurs in UTF-8.
+            Some(iss) => {
+                h.write_u8(1);
+                h.write(iss.as_bytes());
+                h.write_u8(0xff);
             }
-            h.write(id.as_bytes());
-            h.write_u8(0xff);
-            h.finish()
-        };
-        (u128::from(half(&self.0)) << 64) | u128::from(half(&self.1))
+            None => h.write_u8(0),
+        }
+        h.write(id.as_bytes());
+        h.finish()
     }
 }
 
 struct Inner {
-    tokens: Cache<u128, Entry>,
-    subjects: Cache<u128, Entry>,
+    /// Set before the first denylist entry is written: until then checks skip the
+    /// lookup. Never reset (a stale `true` only costs a lookup).
+    any_tokens: AtomicBool,
+    /// The same for subject cutoffs.
+    any_cutoffs: AtomicBool,
+    tokens: Cache<u64, Entry>,
+    subjects: Cache<u64, Entry>,
     token_keys: KeyHasher,
     subject_keys: KeyHasher,
 }
@@ -130,6 +134,8 @@ impl MemoryStore {
         };
         Self {
             inner: Arc::new(Inner {
+                any_tokens: AtomicBool::new(false),
+                any_cutoffs: AtomicBool::new(false),
                 tokens: cache(),
                 subjects: cache(),
                 token_keys: KeyHasher::new(),
@@ -157,15 +163,22 @@ impl MemoryStore {
     /// The answer for `token`, from memory.
     pub(crate) fn status(&self, token: &TokenInfo) -> RevocationStatus {
         let inner = &*self.inner;
-        let jti = inner.token_keys.key(token.issuer(), token.jti());
-        if inner.tokens.contains_key(&jti) {
+        if inner.any_tokens.load(Ordering::Acquire)
+            && inner
+                .tokens
+                .contains_key(&inner.token_keys.key(token.issuer(), token.jti()))
+        {
             return RevocationStatus::Revoked;
         }
-        let sub = inner.subject_keys.key(token.issuer(), token.subject());
-        match inner.subjects.get(&sub) {
-            Some(entry) if token.issue_stamp() <= entry.cutoff => RevocationStatus::Revoked,
-            _ => RevocationStatus::Active,
+        if inner.any_cutoffs.load(Ordering::Acquire) {
+            let sub = inner.subject_keys.key(token.issuer(), token.subject());
+            if let Some(entry) = inner.subjects.get(&sub)
+                && token.issue_stamp() <= entry.cutoff
+            {
+                return RevocationStatus::Revoked;
+            }
         }
+        RevocationStatus::Active
     }
 
     /// Records a denylist entry; one already past its time is not stored.
@@ -175,6 +188,7 @@ impl MemoryStore {
             return;
         }
         let key = self.inner.token_keys.key(token.issuer(), token.jti());
+        self.inner.any_tokens.store(true, Ordering::Release);
         self.inner.tokens.entry(key).and_upsert_with(|old| {
             let until = old.map_or(until, |e| e.into_value().until.max(until));
             Entry { until, cutoff: 0 }
@@ -189,6 +203,7 @@ impl MemoryStore {
             return;
         }
         clock::observe(cutoff.cutoff_micros());
+        self.inner.any_cutoffs.store(true, Ordering::Release);
         let key = self
             .inner
             .subject_keys

@@ -7,8 +7,16 @@ mod conformance;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use conformance::{now_micros, now_secs, status, token, unique};
 use redis_server::RedisServer;
-use tower_jwt_auth::{RedisConfig, RedisStore};
+use tower_jwt_auth::RevocationStatus::{Active, Revoked};
+use tower_jwt_auth::{
+    Check, JwtAuthLayer, RedisConfig, RedisStore, RevocationStatus, RevocationStore, SubjectCutoff,
+    TokenInfo, TokenIssuer, VerificationKey,
+};
 
 /// A store on the binary's shared server, under a prefix no other test uses.
 async fn fresh_redis_store() -> RedisStore {
@@ -19,3 +27,219 @@ async fn fresh_redis_store() -> RedisStore {
 }
 
 conformance::suite!(fresh_redis_store);
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use conformance::{now_micros, now_secs, status, token, unique};
+use tower_jwt_auth::RevocationStatus::{Active, Revoked};
+use tower_jwt_auth::{
+    Check, JwtAuthLayer, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff, TokenInfo,
+    TokenIssuer, VerificationKey,
+};
+
+async fn connect(server: &RedisServer, prefix: &str) -> RedisStore {
+    RedisStore::connect(RedisConfig::new(server.url()).prefix(prefix))
+        .await
+        .expect("connect to the test redis-server")
+}
+
+fn ready(store: &RedisStore, t: &TokenInfo) -> RevocationStatus {
+    match store.check(t) {
+        Check::Ready(result) => result.expect("check failed"),
+        Check::Pending(_) => panic!("the Redis store must answer checks synchronously"),
+    }
+}
+
+/// Polls `store` until `t` has `want`; returns how long that took, or panics after 5 s.
+async fn wait_for(store: &RedisStore, t: &TokenInfo, want: RevocationStatus) -> Duration {
+    let start = Instant::now();
+    while ready(store, t) != want {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{t:?} never became {want:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+    start.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_instance_loads_every_current_revocation_before_connect_returns() {
+    let server = RedisServer::shared();
+    let prefix = format!("{}:", unique("restart"));
+    let exp = now_secs() + 600;
+    let revoked: Vec<TokenInfo> = (0..500)
+        .map(|i| {
+            token(
+                if i % 2 == 0 { Some("iss") } else { None },
+                "s",
+                &unique("jti"),
+            )
+        })
+        .collect();
+    let sub = unique("sub");
+    let cut = now_micros();
+    {
+        let first = connect(server, &prefix).await;
+        for t in &revoked {
+            conformance::revoke(&first, t, exp).await;
+        }
+        conformance::cutoff(&first, Some("iss"), &sub, cut, exp).await;
+        // An expired entry is not loaded.
+        let gone = token(None, "s", "expired-jti");
+        conformance::revoke(&first, &gone, now_secs() + 1).await;
+        // `first` is dropped: its instance "restarts".
+    }
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let second = connect(server, &prefix).await;
+    // No waiting: everything is there as soon as `connect` returns.
+    for t in &revoked {
+        assert_eq!(ready(&second, t), Revoked);
+    }
+    let before = TokenInfo::with_micros(Some("iss"), &sub, "j", cut, exp);
+    let after = TokenInfo::with_micros(Some("iss"), &sub, "j", cut + 1, exp);
+    assert_eq!(ready(&second, &before), Revoked);
+    assert_eq!(ready(&second, &after), Active);
+    assert_eq!(ready(&second, &token(None, "s", "expired-jti")), Active);
+    assert_eq!(second.mirror_len().1, 1);
+    // Another prefix sees none of it.
+    let other = connect(server, &format!("{}:", unique("other"))).await;
+    assert_eq!(ready(&other, &revoked[0]), Active);
+    assert_eq!(other.mirror_len(), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cutoff_races_between_instances_keep_the_latest_everywhere() {
+    let server = RedisServer::shared();
+    let prefix = format!("{}:", unique("race"));
+    let a = connect(server, &prefix).await;
+    let b = connect(server, &prefix).await;
+    let sub = unique("sub");
+    let base = now_micros();
+    let keep = now_secs() + 600;
+    let mut tasks = Vec::new();
+    for i in 0..64u64 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let sub = sub.clone();
+        // Scrambled order; retention also scrambled (a later cutoff may ask for less).
+        let at = base + (i * 7919) % 64;
+        let keep = keep - (i * 31) % 64;
+        tasks.push(tokio::spawn(async move {
+            store
+                .revoke_subject(&SubjectCutoff::new(Some("iss"), &sub, at, keep))
+                .await
+                .unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let at_max = TokenInfo::with_micros(Some("iss"), &sub, "j", base + 63, keep);
+    let after = TokenInfo::with_micros(Some("iss"), &sub, "j", base + 64, keep);
+    for store in [&a, &b] {
+        wait_for(store, &at_max, Revoked).await;
+        assert_eq!(status(store, &after).await, Active);
+    }
+    // Redis itself holds the maximum cutoff and the longest retention.
+    let c = connect(server, &prefix).await;
+    assert_eq!(ready(&c, &at_max), Revoked);
+    assert_eq!(ready(&c, &after), Active);
+    let field = format!("+3:iss{sub}");
+    let value = server.command(&["HGET", &format!("{prefix}cutoffs"), &field]);
+    assert_eq!(
+        String::from_utf8(value).unwrap(),
+        format!("{}:{keep}", base + 63)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_entries_expire_with_their_revocations() {
+    let server = RedisServer::shared();
+    let prefix = format!("{}:", unique("expiry"));
+    let store = connect(server, &prefix).await;
+    let soon = now_secs() + 2;
+    conformance::revoke(&store, &token(Some("iss"), "s", "short"), soon).await;
+    conformance::cutoff(&store, Some("iss"), "s", now_micros(), soon).await;
+    let ttl = |key: &str| {
+        let reply = server.command(&["TTL", &format!("{prefix}{key}")]);
+        String::from_utf8(reply)
+            .unwrap()
+            .trim()
+            .trim_start_matches(':')
+            .parse::<i64>()
+            .unwrap()
+    };
+    for key in ["denylist", "cutoffs", "cutoffs:expiry"] {
+        let t = ttl(key);
+        assert!((0..=2).contains(&t), "{key} TTL {t}");
+    }
+    // A longer-lived entry extends the key's life; the sweep removes the short one.
+    conformance::revoke(&store, &token(Some("iss"), "s", "long"), now_secs() + 600).await;
+    assert!(ttl("denylist") > 500);
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let card = server.command(&["ZCARD", &format!("{prefix}denylist")]);
+    assert_eq!(
+        String::from_utf8(card).unwrap().trim(),
+        ":1",
+        "the expired entry was swept"
+    );
+    for key in ["cutoffs", "cutoffs:expiry"] {
+        assert_eq!(ttl(key), -2, "{key} outlived its last entry");
+    }
+}
+
+/// Zero Redis commands per authenticated request, counted by the server itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticated_requests_send_no_redis_command() {
+    use http::{Request, Response, StatusCode, header};
+    use tower::{ServiceExt, service_fn};
+
+    let server = RedisServer::start();
+    let store = connect(&server, "count:").await;
+    let secret = b"an example secret of at least 32 bytes!";
+    let issuer = TokenIssuer::hs256(secret).unwrap();
+    let auth = JwtAuthLayer::builder(store)
+        .key(VerificationKey::hs256(secret).unwrap())
+        .build()
+        .unwrap();
+    let app =
+        tower::ServiceBuilder::new()
+            .layer(auth)
+            .service(service_fn(|_: Request<String>| async {
+                Ok::<_, Infallible>(Response::new(String::new()))
+            }));
+    let token = issuer.issue("alice").unwrap();
+    let processed = || {
+        let info = String::from_utf8(server.command(&["INFO", "stats"])).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_commands_processed:"))
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    const REQUESTS: u64 = 5_000;
+    let before = processed();
+    let start = Instant::now();
+    for _ in 0..REQUESTS {
+        let req = Request::get("/")
+            .header(header::AUTHORIZATION, format!("Bearer {}", token.as_str()))
+            .body(String::new())
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let elapsed = start.elapsed();
+    // Minus this INFO itself; what is left is the background task's heartbeat reads and
+    // sweeps (a few per second), whatever the number of requests.
+    let delta = processed() - before - 1;
+    let background = 4 * (elapsed.as_secs() + 2);
+    eprintln!(
+        "{REQUESTS} authenticated requests in {elapsed:?}: {delta} Redis commands in total (background heartbeat and sweep)"
+    );
+    assert!(
+        delta <= background,
+        "{delta} Redis commands for {REQUESTS} requests"
+    );
+}

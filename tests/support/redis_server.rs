@@ -36,6 +36,8 @@ pub struct RedisServer {
     pid: u32,
     /// Whether the wrapper removes the directory (a server that is never restarted).
     clean_on_exit: bool,
+    /// Extra `redis-server` arguments, after the defaults (later ones win).
+    extra: Vec<String>,
 }
 
 fn require_redis_server() {
@@ -101,12 +103,18 @@ fn raw_command(port: u16, args: &[&str], timeout: Duration) -> std::io::Result<V
 impl RedisServer {
     /// Starts a server that is never restarted (its directory goes with it).
     pub fn start() -> Self {
-        Self::launch(free_port(), fresh_dir(), true)
+        Self::launch(free_port(), fresh_dir(), true, &[])
+    }
+
+    /// Like [`start`](Self::start), with extra `redis-server` arguments such as
+    /// `["--appendfsync", "everysec"]`.
+    pub fn start_with(extra: &[&str]) -> Self {
+        Self::launch(free_port(), fresh_dir(), true, extra)
     }
 
     /// Starts a server that tests may stop and restart on the same port and data.
     pub fn start_restartable() -> Self {
-        Self::launch(free_port(), fresh_dir(), false)
+        Self::launch(free_port(), fresh_dir(), false, &[])
     }
 
     /// One server shared by every test of the binary; stopped when the binary exits.
@@ -115,13 +123,14 @@ impl RedisServer {
         SERVER.get_or_init(Self::start)
     }
 
-    fn launch(port: u16, dir: PathBuf, clean_on_exit: bool) -> Self {
+    fn launch(port: u16, dir: PathBuf, clean_on_exit: bool, extra: &[&str]) -> Self {
         let mut server = Self {
             port,
             dir,
             wrapper: None,
             pid: 0,
             clean_on_exit,
+            extra: extra.iter().map(|&a| a.to_owned()).collect(),
         };
         server.spawn();
         server
@@ -148,6 +157,7 @@ impl RedisServer {
                 "always",
             ])
             .args(["--daemonize", "no", "--logfile", log.to_str().unwrap()])
+            .args(&self.extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

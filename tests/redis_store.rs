@@ -20,23 +20,13 @@ use tower_jwt_auth::{
 
 /// A store on the binary's shared server, under a prefix no other test uses.
 async fn fresh_redis_store() -> RedisStore {
-    let prefix = format!("{}:", conformance::unique("conformance"));
+    let prefix = format!("{}:", unique("conformance"));
     RedisStore::connect(RedisConfig::new(RedisServer::shared().url()).prefix(prefix))
         .await
         .expect("connect to the test redis-server")
 }
 
 conformance::suite!(fresh_redis_store);
-
-use std::convert::Infallible;
-use std::time::{Duration, Instant};
-
-use conformance::{now_micros, now_secs, status, token, unique};
-use tower_jwt_auth::RevocationStatus::{Active, Revoked};
-use tower_jwt_auth::{
-    Check, JwtAuthLayer, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff, TokenInfo,
-    TokenIssuer, VerificationKey,
-};
 
 async fn connect(server: &RedisServer, prefix: &str) -> RedisStore {
     RedisStore::connect(RedisConfig::new(server.url()).prefix(prefix))

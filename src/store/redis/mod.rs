@@ -86,6 +86,7 @@ use std::future::Ready;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::redis::ScriptInvocation;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use self::error::{RedisStoreError, RedisStoreErrorKind};
@@ -93,6 +94,9 @@ use self::feed::{Feed, Shared, Timing, bounded, clamp_keep};
 use self::keys::Keys;
 use super::{Check, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff};
 use crate::{TokenInfo, clock};
+
+/// The pause before a write is retried on a new connection.
+const WRITE_RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// How to reach Redis and how the [`RedisStore`] behaves when it cannot.
 ///
@@ -372,8 +376,29 @@ impl RedisStore {
         self.inner.shared.mirror.len()
     }
 
-    fn retention_ms(&self) -> u64 {
-        self.inner.timing.retention_ms
+    /// Runs a write script within the command timeout. A write that failed because the
+    /// connection was lost (Redis restarted, say) is retried on the new connection until
+    /// the timeout: the scripts are idempotent, so a write that did land before the loss
+    /// is harmless to repeat.
+    async fn write(&self, script: &ScriptInvocation<'_>) -> Result<(), RedisStoreError> {
+        let deadline = tokio::time::Instant::now() + self.inner.timing.command;
+        let mut last_error = None;
+        loop {
+            let mut writer = self.inner.writer.clone();
+            let attempt = script.invoke_async::<::redis::Value>(&mut writer);
+            match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e))
+                    if (e.is_connection_dropped() || e.is_io_error())
+                        && tokio::time::Instant::now() + WRITE_RETRY_PAUSE < deadline =>
+                {
+                    last_error = Some(e);
+                    tokio::time::sleep(WRITE_RETRY_PAUSE).await;
+                }
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Err(last_error.map_or_else(RedisStoreError::timeout, Into::into)),
+            }
+        }
     }
 }
 
@@ -395,18 +420,13 @@ impl RevocationStore for RedisStore {
             return Ok(());
         }
         let inner = &*self.inner;
-        let mut writer = inner.writer.clone();
-        let _id: ::redis::Value = bounded(
-            inner.timing.command,
-            scripts::REVOKE_TOKEN
-                .key(&inner.keys.denylist)
-                .key(&inner.keys.feed)
-                .arg(keys::member(token.issuer(), token.jti()))
-                .arg(clamp_keep(token.keep_until()))
-                .arg(self.retention_ms())
-                .invoke_async(&mut writer),
-        )
-        .await?;
+        let mut script = scripts::REVOKE_TOKEN.key(&inner.keys.denylist);
+        script
+            .key(&inner.keys.feed)
+            .arg(keys::member(token.issuer(), token.jti()))
+            .arg(clamp_keep(token.keep_until()))
+            .arg(inner.timing.retention_ms);
+        self.write(&script).await?;
         inner.shared.mirror.insert_token(token);
         Ok(())
     }
@@ -416,20 +436,15 @@ impl RevocationStore for RedisStore {
             return Ok(());
         }
         let inner = &*self.inner;
-        let mut writer = inner.writer.clone();
-        let _id: ::redis::Value = bounded(
-            inner.timing.command,
-            scripts::REVOKE_SUBJECT
-                .key(&inner.keys.cutoffs)
-                .key(&inner.keys.cutoff_expiry)
-                .key(&inner.keys.feed)
-                .arg(keys::member(cutoff.issuer(), cutoff.subject()))
-                .arg(cutoff.cutoff_micros())
-                .arg(clamp_keep(cutoff.keep_until()))
-                .arg(self.retention_ms())
-                .invoke_async(&mut writer),
-        )
-        .await?;
+        let mut script = scripts::REVOKE_SUBJECT.key(&inner.keys.cutoffs);
+        script
+            .key(&inner.keys.cutoff_expiry)
+            .key(&inner.keys.feed)
+            .arg(keys::member(cutoff.issuer(), cutoff.subject()))
+            .arg(cutoff.cutoff_micros())
+            .arg(clamp_keep(cutoff.keep_until()))
+            .arg(inner.timing.retention_ms);
+        self.write(&script).await?;
         inner.shared.mirror.insert_cutoff(cutoff);
         Ok(())
     }

@@ -24,7 +24,7 @@ pub(crate) struct Registered {
     pub(crate) sub: String,
     #[serde(default)]
     pub(crate) aud: Audience,
-    #[serde(deserialize_with = "numeric_date")]
+    #[serde(deserialize_with = "numeric_date_up")]
     pub(crate) exp: u64,
     #[serde(default, deserialize_with = "opt_numeric_date")]
     pub(crate) nbf: Option<u64>,
@@ -55,32 +55,43 @@ impl<'de> Deserialize<'de> for Audience {
 }
 
 /// A NumericDate (RFC 7519 §2): a non-negative JSON number of seconds; fractions are
-/// truncated. Anything else (a string, a negative number, `null`) is an error, never
-/// "absent".
+/// truncated (an earlier `iat` is the conservative side for cutoffs). Anything else (a
+/// string, a negative number, `null`) is an error, never "absent".
 fn numeric_date<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    struct V;
-    impl Visitor<'_> for V {
-        type Value = u64;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a non-negative NumericDate")
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
-            Ok(v)
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
-            u64::try_from(v).map_err(|_| E::custom("negative NumericDate"))
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
-            if (0.0..1.8e19).contains(&v) {
-                // Truncation is what the RFC's seconds-with-fraction means here.
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                Ok(v as u64)
-            } else {
-                Err(E::custom("NumericDate out of range"))
-            }
+    d.deserialize_any(V(f64::trunc))
+}
+
+/// `exp` as a NumericDate with fractions rounded **up**. jsonwebtoken rounds a fraction
+/// to the nearest second when it checks `exp`; truncating here would end a revoked
+/// token's denylist entry (kept until `exp` plus the leeway) up to a second before the
+/// token stops passing, and the revoked token would pass again in that second.
+fn numeric_date_up<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    d.deserialize_any(V(f64::ceil))
+}
+
+/// The NumericDate visitor; its function rounds fractions.
+struct V(fn(f64) -> f64);
+
+impl Visitor<'_> for V {
+    type Value = u64;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a non-negative NumericDate")
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+        Ok(v)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+        u64::try_from(v).map_err(|_| E::custom("negative NumericDate"))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
+        if (0.0..1.8e19).contains(&v) {
+            // Rounded, a value in range is a whole number that fits: the cast is exact.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            Ok((self.0)(v) as u64)
+        } else {
+            Err(E::custom("NumericDate out of range"))
         }
     }
-    d.deserialize_any(V)
 }
 
 fn opt_numeric_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {

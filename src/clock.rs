@@ -50,9 +50,14 @@ pub(crate) fn observe(seen: u64) {
     LAST.fetch_max(seen, Ordering::AcqRel);
 }
 
-/// The instant at `unix_secs` seconds after the epoch.
+/// Where [`system_time`] saturates: about 34,800 years after the epoch, which every
+/// platform's `SystemTime` can hold.
+const FAR_FUTURE: Duration = Duration::from_secs(1 << 40);
+
+/// The instant at `unix_secs` seconds after the epoch, saturating at [`FAR_FUTURE`]: a
+/// huge `exp` or token lifetime must not overflow `SystemTime`, which panics.
 pub(crate) fn system_time(unix_secs: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(unix_secs)
+    UNIX_EPOCH + Duration::from_secs(unix_secs).min(FAR_FUTURE)
 }
 
 #[cfg(test)]

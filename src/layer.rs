@@ -22,6 +22,9 @@ use crate::verify::{VerificationKey, Verifier, VerifierConfig};
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 /// Default longest accepted token lifetime (`exp - iat`): 24 hours.
 pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// The largest leeway accepted: one day. It is a clock-skew allowance; more is a
+/// configuration mistake (and jsonwebtoken's `now - leeway` must not underflow).
+const MAX_LEEWAY: Duration = Duration::from_secs(24 * 3600);
 /// Default longest accepted token: 8 KiB.
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
 
@@ -205,8 +208,9 @@ impl<R, C, F> JwtAuthLayerBuilder<R, C, F> {
         self
     }
 
-    /// Clock skew allowed on `exp`, `nbf` and `iat` (default 60 s, whole seconds). A
-    /// revoked token stays on the denylist until its `exp` plus this leeway.
+    /// Clock skew allowed on `exp`, `nbf` and `iat` (default 60 s, whole seconds, at
+    /// most one day). A revoked token stays on the denylist until its `exp` plus this
+    /// leeway.
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
         self
@@ -299,8 +303,8 @@ impl<R, C, F> JwtAuthLayerBuilder<R, C, F> {
     /// # Errors
     ///
     /// A [`ConfigError`] when there is no key, keys are ambiguous, no crypto backend is
-    /// usable, no token source is set, a cookie name or trusted origin is malformed, or a
-    /// limit is zero.
+    /// usable, no token source is set, a cookie name or trusted origin is malformed, a
+    /// limit is zero, or the leeway is over one day.
     pub fn build(self) -> Result<JwtAuthLayer<R, C, F>, ConfigError> {
         let invalid = |msg: String| Err(ConfigError::new(ConfigErrorKind::InvalidSetting, msg));
         if self.sources.is_empty() {
@@ -325,6 +329,9 @@ impl<R, C, F> JwtAuthLayerBuilder<R, C, F> {
         }
         if self.max_lifetime.is_zero() {
             return invalid("max_token_lifetime must be positive".into());
+        }
+        if self.leeway > MAX_LEEWAY {
+            return invalid("the leeway must be at most one day".into());
         }
         let verifier = Verifier::new(VerifierConfig {
             keys: self.keys,

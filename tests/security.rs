@@ -1552,3 +1552,113 @@ fn revocations_are_never_evicted_under_memory_pressure() {
         assert_eq!(status_of(&store, &t).await, RevocationStatus::Active);
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// Findings of this suite (each was a failing test before its fix in src/)
+// ---------------------------------------------------------------------------------------
+
+/// Sleeps until just after the start of the next wall-clock second, so a test that must
+/// run within one second has the whole second.
+async fn start_of_a_second() {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let to_next = Duration::from_secs(1) - Duration::from_nanos(u64::from(since.subsec_nanos()));
+    tokio::time::sleep(to_next + Duration::from_millis(5)).await;
+}
+
+#[tokio::test]
+async fn a_revoked_token_with_a_fractional_exp_stays_revoked_while_it_would_pass() {
+    // jsonwebtoken rounds a fractional `exp` to the nearest second (x.5 up); the denylist
+    // entry must live at least until that rounded `exp` plus the leeway. A token whose
+    // `exp` is `t - 61 + 0.5` passes during second `t` (rounded: `t - 60`, leeway 60),
+    // so revoking it then must hold for the rest of that second.
+    for _attempt in 0..10 {
+        start_of_a_second().await;
+        let layer = layer();
+        let app = app(&layer);
+        let t = now();
+        let c = json!({"sub":"alice","iat":t - 100,"exp":(t - 61) as f64 + 0.5,"jti":uid()});
+        let token = hs256(&c);
+        let seen = send(&app, bearer(&token)).await;
+        if now() != t {
+            continue; // the second ended (a very loaded machine): try again
+        }
+        assert_ok(&seen, "alice", "before the logout");
+        layer.revoker().revoke(&seen.info.unwrap()).await.unwrap();
+        let after = send(&app, bearer(&token)).await;
+        if now() != t {
+            continue;
+        }
+        assert_eq!(
+            after.kind(),
+            Some(RejectionKind::RevokedToken),
+            "a revoked token passed again: {after:?}"
+        );
+        return;
+    }
+    panic!("could not run the case within one second in ten attempts");
+}
+
+#[tokio::test]
+async fn a_huge_leeway_is_a_configuration_error_not_a_panic_per_request() {
+    // jsonwebtoken computes `now - leeway`: a leeway beyond the current time overflowed
+    // (a panic on every request in debug builds, every token "expired" in release).
+    for secs in [u64::MAX, 1 << 40, 100 * 365 * 24 * 3600] {
+        let built = JwtAuthLayer::builder(MemoryStore::new())
+            .key(VerificationKey::hs256(SECRET).unwrap())
+            .leeway(Duration::from_secs(secs))
+            .build();
+        let err = built
+            .err()
+            .expect("an absurd leeway is refused at start-up");
+        assert_eq!(err.kind(), tower_jwt_auth::ConfigErrorKind::InvalidSetting);
+    }
+    // A day is still accepted (and tokens pass).
+    let layer = JwtAuthLayer::builder(MemoryStore::new())
+        .key(VerificationKey::hs256(SECRET).unwrap())
+        .leeway(Duration::from_secs(24 * 3600))
+        .build()
+        .unwrap();
+    assert_ok(
+        &send(&app(&layer), bearer(&hs256(&claims("alice")))).await,
+        "alice",
+        "one day of leeway",
+    );
+}
+
+#[tokio::test]
+async fn logging_out_with_an_unbounded_lifetime_or_a_far_exp_does_not_panic() {
+    // `max_token_lifetime(Duration::MAX)` ("no limit") made every revocation time
+    // overflow `SystemTime` (a panic in the logout handler, in every build).
+    let layer = JwtAuthLayer::builder(MemoryStore::new())
+        .key(VerificationKey::hs256(SECRET).unwrap())
+        .max_token_lifetime(Duration::MAX)
+        .build()
+        .unwrap();
+    let app = app(&layer);
+    let n = now();
+    let far = raw_hs256(
+        r#"{"alg":"HS256"}"#,
+        &format!(
+            r#"{{"sub":"alice","iat":{n},"exp":1.7e19,"jti":"{}"}}"#,
+            uid()
+        ),
+    );
+    let info = send(&app, bearer(&far)).await.info.expect("accepted");
+    layer.revoker().revoke(&info).await.unwrap();
+    assert_eq!(
+        send(&app, bearer(&far)).await.kind(),
+        Some(RejectionKind::RevokedToken)
+    );
+    let token = hs256(&claims("bob"));
+    let info = send(&app, bearer(&token)).await.info.expect("accepted");
+    layer.revoker().revoke_all(&info).await.unwrap();
+    assert_eq!(
+        send(&app, bearer(&token)).await.kind(),
+        Some(RejectionKind::RevokedToken)
+    );
+    // The public conversions saturate too.
+    let _ = RevokedToken::new(None, "j", u64::MAX).keep_until_time();
+    let _ = SubjectCutoff::new(None, "s", u64::MAX, u64::MAX).keep_until_time();
+}

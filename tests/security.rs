@@ -1609,9 +1609,7 @@ async fn a_huge_leeway_is_a_configuration_error_not_a_panic_per_request() {
             .key(VerificationKey::hs256(SECRET).unwrap())
             .leeway(Duration::from_secs(secs))
             .build();
-        let err = built
-            .err()
-            .expect("an absurd leeway is refused at start-up");
+        let err = built.expect_err("an absurd leeway is refused at start-up");
         assert_eq!(err.kind(), tower_jwt_auth::ConfigErrorKind::InvalidSetting);
     }
     // A day is still accepted (and tokens pass).

@@ -1283,6 +1283,76 @@ async fn duplicate_custom_claims_are_refused_by_typed_claims_and_last_wins_in_ma
     assert_ok(&seen, "alice", "C = ()");
 }
 
+/// A token over exactly these payload bytes (not necessarily UTF-8), HS256 with `SECRET`.
+fn raw_payload_token(payload: &[u8]) -> String {
+    crypto();
+    let input = format!("{}.{}", b64(br#"{"alg":"HS256"}"#), b64(payload));
+    let sig = jsonwebtoken::crypto::sign(
+        input.as_bytes(),
+        &EncodingKey::from_secret(SECRET).unwrap(),
+        Algorithm::HS256,
+    )
+    .unwrap();
+    format!("{input}.{sig}")
+}
+
+#[tokio::test]
+async fn invalid_utf8_and_lone_surrogates_in_claims() {
+    // Found by the `signed_claims` fuzz target: serde_json does not validate what it
+    // skips, so with `C = ()` invalid UTF-8 or a lone surrogate escape inside an
+    // *unknown* member does not refuse a correctly signed token (the issuer signed those
+    // bytes; nothing the crate reads is affected). Any claim that is read, registered or
+    // custom, must be valid: then the token is refused.
+    let app = app(&layer());
+    let n = now();
+    let with = |extra: &[u8]| {
+        let head = format!(
+            r#"{{"sub":"alice","iat":{n},"exp":{},"jti":"{}","#,
+            n + 600,
+            uid()
+        );
+        [head.as_bytes(), extra, b"}"].concat()
+    };
+    for extra in [&b"\"x\":\"\xe1d\""[..], b"\"x\":\"\\ud800\"", b"\"\xff\":1"] {
+        let token = raw_payload_token(&with(extra));
+        let seen = send(&app, bearer(&token)).await;
+        let case = String::from_utf8_lossy(extra).into_owned();
+        if seen.status == StatusCode::OK {
+            assert_ok(&seen, "alice", &case);
+        } else {
+            assert_refused(&seen, BAD_CLAIMS, &case);
+        }
+        assert_eq!(
+            custom_claims::<Value>(&token).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{case}: a claims type that reads the member refuses it"
+        );
+    }
+    // In a registered claim: always refused.
+    for payload in [
+        format!(
+            r#"{{"sub":"al\ud800ice","iat":{n},"exp":{},"jti":"j"}}"#,
+            n + 600
+        )
+        .into_bytes(),
+        [
+            br#"{"sub":"al"#.as_slice(),
+            &[0xe1, b'x'],
+            format!(r#"ice","iat":{n},"exp":{},"jti":"j"}}"#, n + 600).as_bytes(),
+        ]
+        .concat(),
+        [
+            format!(r#"{{"sub":"alice","iat":{n},"exp":{},"jti":""#, n + 600).as_bytes(),
+            &[0xc0, 0x80],
+            br#""}"#.as_slice(),
+        ]
+        .concat(),
+    ] {
+        let seen = send(&app, bearer(&raw_payload_token(&payload))).await;
+        assert_refused(&seen, BAD_CLAIMS, &String::from_utf8_lossy(&payload));
+    }
+}
+
 fn deep(open: &str, close: &str, depth: usize) -> String {
     format!("{}{}", open.repeat(depth), close.repeat(depth))
 }

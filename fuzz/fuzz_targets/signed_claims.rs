@@ -92,7 +92,10 @@ fuzz_target!(|data: &[u8]| {
     let now = now();
     let (header, payload) = match data.iter().position(|&b| b == 0xFF) {
         Some(i) => (expand(&data[..i], now), expand(&data[i + 1..], now)),
-        None => (br#"{"alg":"HS256","typ":"JWT"}"#.to_vec(), expand(data, now)),
+        None => (
+            br#"{"alg":"HS256","typ":"JWT"}"#.to_vec(),
+            expand(data, now),
+        ),
     };
     let input = format!(
         "{}.{}",

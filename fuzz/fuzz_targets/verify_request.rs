@@ -14,9 +14,7 @@ use std::time::Duration;
 
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use libfuzzer_sys::fuzz_target;
-use tower_jwt_auth::{
-    JwtAuth, JwtAuthLayer, MemoryStore, TokenInfo, TokenIssuer, VerificationKey,
-};
+use tower_jwt_auth::{JwtAuth, JwtAuthLayer, MemoryStore, TokenInfo, TokenIssuer, VerificationKey};
 use tower_jwt_auth_fuzz::{Echo, SECRET, call, now_or_never};
 use tower_layer::Layer;
 
@@ -114,7 +112,10 @@ fuzz_target!(|data: &[u8]| {
     if mode & 0x40 != 0 {
         let h = req.headers_mut();
         h.insert(header::HOST, HeaderValue::from_static("app.example"));
-        h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
     }
     if mode & 0x80 != 0 {
         req.headers_mut()
@@ -123,8 +124,15 @@ fuzz_target!(|data: &[u8]| {
     let mut svc = s.svc.clone();
     let res = call(&mut svc, req);
     if res.status() == StatusCode::OK {
-        let info = res.extensions().get::<TokenInfo>().expect("claims on a 200");
-        assert_eq!(info.jti(), s.live_jti, "a 200 for a token that is not the live one");
+        let info = res
+            .extensions()
+            .get::<TokenInfo>()
+            .expect("claims on a 200");
+        assert_eq!(
+            info.jti(),
+            s.live_jti,
+            "a 200 for a token that is not the live one"
+        );
         assert_eq!(res.body(), "fuzz-user");
     }
 });

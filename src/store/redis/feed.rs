@@ -18,8 +18,10 @@ use crate::store::{RevokedToken, SubjectCutoff};
 
 /// How many feed entries one read returns at most.
 const FEED_BATCH: usize = 1_000;
-/// How many set members one `ZSCAN`/`HSCAN` step asks for.
-const SCAN_BATCH: usize = 10_000;
+/// About how many members one read of the start-up load returns.
+const LOAD_WINDOW: usize = 10_000;
+/// How many such reads go in one round trip.
+const LOAD_WINDOWS_PER_TRIP: usize = 8;
 /// How often expired entries are swept from Redis (by every instance).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// How many expired entries one sweep step removes at most (keeps each script short).
@@ -236,7 +238,7 @@ impl Feed {
 
     /// Loads every current entry from the sets, and sets the last id to the feed's
     /// newest entry as it was *before* the load: anything written during the load is
-    /// either seen by the scans or read from the feed afterwards (or both; applying an
+    /// either seen by the load or read from the feed afterwards (or both; applying an
     /// entry twice changes nothing).
     pub(super) async fn resync(
         &mut self,
@@ -260,50 +262,133 @@ impl Feed {
             },
             _ => return Err(unexpected()),
         };
-        // ZSCAN/HSCAN return every member present for the whole scan; members added
-        // meanwhile are in the feed after `start`, members removed meanwhile have expired.
-        self.scan(c, &self.keys.denylist.clone(), "ZSCAN", |shared, k, v| {
-            let keep = parse_u64(v)?;
-            if let Some((iss, jti)) = keys::parse_member(k) {
-                shared
-                    .mirror
-                    .insert_token(&RevokedToken::new(iss, jti, keep));
+        // Replies are parsed here while another thread fills the mirror (a million
+        // entries take seconds to insert; the reads overlap with that).
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(4);
+        let shared = Arc::clone(&self.shared);
+        let filler = tokio::task::spawn_blocking(move || {
+            while let Some(batch) = rx.blocking_recv() {
+                batch.apply(&shared);
             }
-            Some(())
-        })
-        .await?;
-        self.scan(c, &self.keys.cutoffs.clone(), "HSCAN", |shared, k, v| {
-            let (cutoff, keep) = parse_cutoff(v)?;
-            if let Some((iss, sub)) = keys::parse_member(k) {
-                shared
-                    .mirror
-                    .insert_cutoff(&SubjectCutoff::new(iss, sub, cutoff, keep));
-            }
-            Some(())
-        })
-        .await?;
+        });
+        let loaded = async {
+            self.load_denylist(c, &tx).await?;
+            self.load_cutoffs(c, &tx).await
+        }
+        .await;
+        drop(tx);
+        // The filler ends once it has applied every batch sent.
+        filler.await.map_err(|_| unexpected())?;
+        loaded?;
         self.last = start;
         Ok(())
     }
 
-    /// Iterates a sorted set or hash with `command`, calling `apply` for each
-    /// (member, score-or-value) pair.
-    async fn scan(
+    /// Reads the denylist in windows of scores (`keep_until`), each window one atomic
+    /// `ZRANGEBYSCORE` of about `LOAD_WINDOW` members, several windows per round trip.
+    ///
+    /// The windows are bounded by the scores found at every `LOAD_WINDOW`-th rank and
+    /// together cover every score, so each member present for the whole load is read
+    /// (scores only grow, and windows are read in ascending order). Members added or
+    /// moved during the load are in the feed after the load's starting id; members
+    /// removed during it had expired. (`ZSCAN` would give the same guarantee, but is
+    /// several times slower on the server.)
+    async fn load_denylist(
         &self,
         c: &mut MultiplexedConnection,
-        key: &str,
-        command: &str,
-        apply: impl Fn(&Shared, &[u8], &[u8]) -> Option<()>,
+        tx: &tokio::sync::mpsc::Sender<Batch>,
     ) -> Result<(), RedisStoreError> {
+        let key = &self.keys.denylist;
+        let len: usize = bounded(
+            self.timing.command,
+            ::redis::cmd("ZCARD").arg(key).query_async(c),
+        )
+        .await?;
+        let mut bounds: Vec<u64> = Vec::new();
+        if len > LOAD_WINDOW {
+            let mut probes = ::redis::pipe();
+            for rank in (LOAD_WINDOW..len).step_by(LOAD_WINDOW) {
+                probes
+                    .cmd("ZRANGE")
+                    .arg(key)
+                    .arg(rank)
+                    .arg(rank)
+                    .arg("WITHSCORES");
+            }
+            let replies: Vec<Value> = bounded(self.timing.command, probes.query_async(c)).await?;
+            for reply in replies {
+                // [member, score], or empty if the set shrank meanwhile.
+                if let Some(score) = flat_pairs(reply)?.get(1).and_then(score)
+                    && bounds.last().is_none_or(|&last| last < score)
+                {
+                    bounds.push(score);
+                }
+            }
+        }
+        // (-inf, b1), [b1, b2), ..., [bk, +inf)
+        let mut windows = Vec::with_capacity(bounds.len() + 1);
+        let mut low = "-inf".to_owned();
+        for bound in bounds {
+            windows.push((low, format!("({bound}")));
+            low = bound.to_string();
+        }
+        windows.push((low, "+inf".to_owned()));
+
+        for group in windows.chunks(LOAD_WINDOWS_PER_TRIP) {
+            let mut pipe = ::redis::pipe();
+            for (low, high) in group {
+                pipe.cmd("ZRANGEBYSCORE")
+                    .arg(key)
+                    .arg(low)
+                    .arg(high)
+                    .arg("WITHSCORES");
+            }
+            let replies: Vec<Value> = bounded(self.timing.command, pipe.query_async(c)).await?;
+            for reply in replies {
+                let items = flat_pairs(reply)?;
+                tx.send(Batch::Tokens(items))
+                    .await
+                    .map_err(|_| unexpected())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every cutoff: with one atomic `HGETALL` when there are not too many (the
+    /// usual case: one per subject that logged out everywhere within a token lifetime),
+    /// else with `HSCAN`, which returns every field present for the whole scan.
+    async fn load_cutoffs(
+        &self,
+        c: &mut MultiplexedConnection,
+        tx: &tokio::sync::mpsc::Sender<Batch>,
+    ) -> Result<(), RedisStoreError> {
+        let key = &self.keys.cutoffs;
+        let len: usize = bounded(
+            self.timing.command,
+            ::redis::cmd("HLEN").arg(key).query_async(c),
+        )
+        .await?;
+        if len <= 5 * LOAD_WINDOW {
+            let reply: Value = bounded(
+                self.timing.command,
+                ::redis::cmd("HGETALL").arg(key).query_async(c),
+            )
+            .await?;
+            let items = flat_pairs(reply)?;
+            return tx
+                .send(Batch::Cutoffs(items))
+                .await
+                .map_err(|_| unexpected());
+        }
         let mut cursor = b"0".to_vec();
         loop {
             let reply: Value = bounded(
                 self.timing.command,
-                ::redis::cmd(command)
+                ::redis::cmd("HSCAN")
                     .arg(key)
                     .arg(&cursor)
                     .arg("COUNT")
-                    .arg(SCAN_BATCH)
+                    .arg(LOAD_WINDOW)
                     .query_async(c),
             )
             .await?;
@@ -313,18 +398,9 @@ impl Feed {
             let (Some(items), Some(Value::BulkString(next))) = (parts.pop(), parts.pop()) else {
                 return Err(unexpected());
             };
-            let items = match items {
-                Value::Array(items) => items,
-                Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
-                _ => return Err(unexpected()),
-            };
-            for pair in items.chunks_exact(2) {
-                let (Some(k), Some(v)) = (bytes(&pair[0]), bytes(&pair[1])) else {
-                    return Err(unexpected());
-                };
-                // A member this store did not write is skipped, not fatal.
-                let _ = apply(&self.shared, k, v);
-            }
+            tx.send(Batch::Cutoffs(flat_pairs(items)?))
+                .await
+                .map_err(|_| unexpected())?;
             if next == b"0" {
                 return Ok(());
             }
@@ -434,6 +510,65 @@ impl Feed {
     }
 }
 
+/// A page of loaded (member, score or value) pairs, flattened, for the filler thread.
+enum Batch {
+    /// Denylist members and their `keep_until` scores.
+    Tokens(Vec<Value>),
+    /// Cutoff fields and their `"<cutoff>:<keep_until>"` values.
+    Cutoffs(Vec<Value>),
+}
+
+impl Batch {
+    /// Applies the pairs to the mirror; a pair this store did not write is skipped.
+    fn apply(&self, shared: &Shared) {
+        let (Self::Tokens(items) | Self::Cutoffs(items)) = self;
+        for pair in items.chunks_exact(2) {
+            let Some((iss, id)) = bytes(&pair[0]).and_then(keys::parse_member) else {
+                continue;
+            };
+            match self {
+                Self::Tokens(_) => {
+                    if let Some(keep) = score(&pair[1]) {
+                        shared
+                            .mirror
+                            .insert_token(&RevokedToken::new(iss, id, keep));
+                    }
+                }
+                Self::Cutoffs(_) => {
+                    if let Some((cutoff, keep)) = bytes(&pair[1]).and_then(parse_cutoff) {
+                        shared
+                            .mirror
+                            .insert_cutoff(&SubjectCutoff::new(iss, id, cutoff, keep));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A reply of (member, score) or (field, value) pairs as one flat list (RESP2 arrays;
+/// RESP3 may send maps or nested pairs).
+fn flat_pairs(reply: Value) -> Result<Vec<Value>, RedisStoreError> {
+    match reply {
+        Value::Array(items)
+            if items.iter().all(|v| matches!(v, Value::Array(_))) && !items.is_empty() =>
+        {
+            let mut flat = Vec::with_capacity(items.len() * 2);
+            for item in items {
+                let Value::Array(pair) = item else {
+                    unreachable!()
+                };
+                flat.extend(pair);
+            }
+            Ok(flat)
+        }
+        Value::Array(items) => Ok(items),
+        Value::Map(pairs) => Ok(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()),
+        Value::Nil => Ok(Vec::new()),
+        _ => Err(unexpected()),
+    }
+}
+
 fn bytes(v: &Value) -> Option<&[u8]> {
     match v {
         Value::BulkString(b) => Some(b),
@@ -450,6 +585,16 @@ fn entry_id(entry: &Value) -> Result<&str, RedisStoreError> {
             .and_then(|b| std::str::from_utf8(b).ok())
             .ok_or_else(unexpected),
         _ => Err(unexpected()),
+    }
+}
+
+/// A sorted-set score: a string in RESP2, a double in RESP3.
+fn score(v: &Value) -> Option<u64> {
+    match v {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Value::Double(f) if f.is_finite() && *f >= 0.0 => Some(*f as u64),
+        Value::Int(i) => u64::try_from(*i).ok(),
+        other => parse_u64(bytes(other)?),
     }
 }
 

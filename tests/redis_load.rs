@@ -1,0 +1,111 @@
+//! Start-up load of many revocations (feature `redis`), against a real `redis-server`.
+
+#![cfg(feature = "redis")]
+
+#[allow(unused_imports)] // the suite macro is not used here
+mod conformance;
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use std::time::{Duration, Instant};
+
+use conformance::now_secs;
+use redis_server::RedisServer;
+use tower_jwt_auth::{
+    Check, RedisConfig, RedisStore, RevocationStatus, RevocationStore, TokenInfo,
+};
+
+/// Fills the denylist server-side (a script per 100 000 entries), as `n` logouts would:
+/// entry `i` is kept until `keep_until + i % spread`.
+fn fill(server: &RedisServer, prefix: &str, n: u64, keep_until: u64, spread: u64) {
+    const FILL: &str = "for i = tonumber(ARGV[1]), tonumber(ARGV[2]) do \
+        redis.call('ZADD', KEYS[1], tonumber(ARGV[3]) + i % tonumber(ARGV[4]), '+3:issjti-' .. i) \
+        end return 1";
+    let key = format!("{prefix}denylist");
+    let mut start = 0;
+    while start < n {
+        let end = (start + 100_000).min(n) - 1;
+        let reply = server.command(&[
+            "EVAL",
+            FILL,
+            "1",
+            &key,
+            &start.to_string(),
+            &end.to_string(),
+            &keep_until.to_string(),
+            &spread.to_string(),
+        ]);
+        assert_eq!(reply, b":1\r\n", "{}", String::from_utf8_lossy(&reply));
+        start = end + 1;
+    }
+}
+
+fn revoked(store: &RedisStore, jti: &str) -> bool {
+    let t = TokenInfo::new(Some("iss"), "s", jti, now_secs(), now_secs() + 600);
+    match store.check(&t) {
+        Check::Ready(r) => r.unwrap() == RevocationStatus::Revoked,
+        Check::Pending(_) => unreachable!(),
+    }
+}
+
+/// How many entries: `TJA_LOAD_ENTRIES`, by default 100 000 (ten load windows, two
+/// round trips) so that a debug build stays quick. The 1M figure:
+/// `TJA_LOAD_ENTRIES=1000000 cargo test --release --features redis --test redis_load -- --nocapture`.
+fn entries() -> u64 {
+    std::env::var("TJA_LOAD_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
+
+/// Loads `n` revocations kept `spread` distinct seconds apart; returns the time taken.
+async fn load(n: u64, spread: u64) -> Duration {
+    let server = RedisServer::start_with(&["--appendonly", "no"]);
+    let prefix = "load:";
+    fill(&server, prefix, n, now_secs() + 3600, spread);
+
+    let start = Instant::now();
+    let store = RedisStore::connect(
+        RedisConfig::new(server.url())
+            .prefix(prefix)
+            .command_timeout(Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
+    let took = start.elapsed();
+    eprintln!(
+        "connect loaded {n} revocations ({spread} distinct expiry seconds) in {took:?} ({:.0} per second)",
+        n as f64 / took.as_secs_f64()
+    );
+    assert_eq!(store.mirror_len().0, n);
+    for i in (0..n).step_by(9_973).chain([n - 1]) {
+        assert!(
+            revoked(&store, &format!("jti-{i}")),
+            "jti-{i} was not loaded"
+        );
+    }
+    assert!(!revoked(&store, &format!("jti-{n}")));
+    took
+}
+
+/// The release target is 1M in under 5 s; a debug build is several times slower.
+fn budget(n: u64) -> Duration {
+    let per_100k = if cfg!(debug_assertions) {
+        Duration::from_secs(15)
+    } else {
+        Duration::from_millis(500)
+    };
+    per_100k * u32::try_from(n.div_ceil(100_000)).unwrap()
+}
+
+/// One test, so that the two measurements do not compete for the CPU.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_loads_many_revocations_quickly() {
+    let n = entries();
+    // Tokens of a 24 h lifetime revoked over a day: expiry seconds spread out.
+    let took = load(n, 86_400).await;
+    assert!(took < budget(n), "loading {n} entries took {took:?}");
+    // Every revoked token expiring in the same second: one score shared by all.
+    let took = load(n, 1).await;
+    assert!(took < budget(n), "loading {n} entries took {took:?}");
+}

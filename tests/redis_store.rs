@@ -235,3 +235,34 @@ async fn authenticated_requests_send_no_redis_command() {
         "{delta} Redis commands for {REQUESTS} requests"
     );
 }
+
+/// The background task (and every connection) goes with the last clone of the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_last_clone_stops_the_background_task() {
+    let server = RedisServer::start();
+    let connections = || {
+        let list = String::from_utf8(server.command(&["CLIENT", "LIST"])).unwrap();
+        // Not counting the connection asking.
+        list.lines()
+            .filter(|l| !l.contains("cmd=client|list"))
+            .count()
+    };
+    assert_eq!(connections(), 0);
+    let store = connect(&server, "drop:").await;
+    let clone = store.clone();
+    assert_eq!(connections(), 2, "one for the feed, one for writes");
+    drop(store);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(connections(), 2, "a clone still uses them");
+    let t = token(None, "s", &unique("jti"));
+    conformance::revoke(&clone, &t, now_secs() + 600).await;
+    drop(clone);
+    let start = Instant::now();
+    while connections() != 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "connections left open after the last clone was dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

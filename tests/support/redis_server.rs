@@ -175,10 +175,10 @@ impl RedisServer {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(reply) = raw_command(self.port, &["PING"], Duration::from_millis(500)) {
-                if reply.starts_with(b"+PONG") {
-                    return;
-                }
+            if let Ok(reply) = raw_command(self.port, &["PING"], Duration::from_millis(500))
+                && reply.starts_with(b"+PONG")
+            {
+                return;
             }
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();

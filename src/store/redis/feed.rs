@@ -64,6 +64,8 @@ impl Shared {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Timing {
     pub(super) command: Duration,
+    /// Bounds each read of a (re)load, which may carry tens of thousands of entries.
+    pub(super) load: Duration,
     pub(super) connect: Duration,
     /// How long a feed read blocks in Redis when nothing happens: the heartbeat.
     pub(super) block: Duration,
@@ -222,7 +224,8 @@ impl Feed {
             )
             .await?;
             match reply {
-                Value::Nil => self.resync(c).await?,
+                // Lua's false: nil in RESP2, a boolean in RESP3.
+                Value::Nil | Value::Boolean(false) => self.resync(c).await?,
                 Value::Array(entries) => {
                     let n = entries.len();
                     self.apply_entries(entries)?;
@@ -300,7 +303,7 @@ impl Feed {
     ) -> Result<(), RedisStoreError> {
         let key = &self.keys.denylist;
         let len: usize = bounded(
-            self.timing.command,
+            self.timing.load,
             ::redis::cmd("ZCARD").arg(key).query_async(c),
         )
         .await?;
@@ -315,7 +318,7 @@ impl Feed {
                     .arg(rank)
                     .arg("WITHSCORES");
             }
-            let replies: Vec<Value> = bounded(self.timing.command, probes.query_async(c)).await?;
+            let replies: Vec<Value> = bounded(self.timing.load, probes.query_async(c)).await?;
             for reply in replies {
                 // [member, score], or empty if the set shrank meanwhile.
                 if let Some(score) = flat_pairs(reply)?.get(1).and_then(score)
@@ -343,7 +346,7 @@ impl Feed {
                     .arg(high)
                     .arg("WITHSCORES");
             }
-            let replies: Vec<Value> = bounded(self.timing.command, pipe.query_async(c)).await?;
+            let replies: Vec<Value> = bounded(self.timing.load, pipe.query_async(c)).await?;
             for reply in replies {
                 let items = flat_pairs(reply)?;
                 tx.send(Batch::Tokens(items))
@@ -364,13 +367,13 @@ impl Feed {
     ) -> Result<(), RedisStoreError> {
         let key = &self.keys.cutoffs;
         let len: usize = bounded(
-            self.timing.command,
+            self.timing.load,
             ::redis::cmd("HLEN").arg(key).query_async(c),
         )
         .await?;
         if len <= 5 * LOAD_WINDOW {
             let reply: Value = bounded(
-                self.timing.command,
+                self.timing.load,
                 ::redis::cmd("HGETALL").arg(key).query_async(c),
             )
             .await?;
@@ -383,7 +386,7 @@ impl Feed {
         let mut cursor = b"0".to_vec();
         loop {
             let reply: Value = bounded(
-                self.timing.command,
+                self.timing.load,
                 ::redis::cmd("HSCAN")
                     .arg(key)
                     .arg(&cursor)

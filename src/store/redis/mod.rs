@@ -164,7 +164,8 @@ impl RedisConfig {
 
     /// The longest a revoke waits for Redis to confirm the write, including any wait for
     /// a reconnection (default 1 s); it then returns an error. Also bounds every command
-    /// of the background task.
+    /// of the background task, except the reads of a (re)load, which may carry tens of
+    /// thousands of entries each and get at least 5 s.
     #[must_use]
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = timeout;
@@ -211,6 +212,7 @@ impl RedisConfig {
     fn timing(&self) -> Timing {
         Timing {
             command: self.command_timeout,
+            load: self.command_timeout.max(Duration::from_secs(5)),
             connect: self.connect_timeout,
             block: (self.max_staleness / 5)
                 .clamp(Duration::from_millis(10), Duration::from_secs(1)),

@@ -424,3 +424,33 @@ async fn a_cut_off_instance_resyncs_when_the_feed_was_trimmed_past_it() {
     })
     .await;
 }
+
+/// A full Redis (`maxmemory`, `noeviction`) refuses logouts, but the feed goes on, so
+/// checks keep being answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_redis_refuses_logouts_but_checks_go_on() {
+    let server = RedisServer::start();
+    let prefix = "full:";
+    let a = connect(server.url(), prefix).await;
+    let b = connect(server.url(), prefix).await;
+    let known = fresh_token();
+    revoke(&a, &known).await.unwrap();
+
+    server.command(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    server.command(&["CONFIG", "SET", "maxmemory", "1"]);
+    let err = revoke(&a, &fresh_token()).await.unwrap_err();
+    assert_eq!(err.kind(), RedisStoreErrorKind::Server, "{err}");
+    // Longer than the staleness window: still answering, and still knowing.
+    tokio::time::sleep(STALENESS + STALENESS / 2).await;
+    for store in [&a, &b] {
+        assert_eq!(check(store, &known).unwrap(), Revoked);
+    }
+
+    server.command(&["CONFIG", "SET", "maxmemory", "0"]);
+    let after = fresh_token();
+    revoke(&a, &after).await.unwrap();
+    eventually(Duration::from_secs(2), "b learns of it", || {
+        ready(&b, &after) == Revoked
+    })
+    .await;
+}

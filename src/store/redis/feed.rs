@@ -194,7 +194,12 @@ impl Feed {
         let mut next_sweep = Instant::now();
         loop {
             if Instant::now() >= next_sweep {
-                self.sweep(c).await?;
+                match self.sweep(c).await {
+                    // A Redis that refuses writes (out of memory, a replica) must not stop
+                    // the feed; the sweep only frees memory.
+                    Err(e) if e.kind() != RedisStoreErrorKind::Server => return Err(e),
+                    _ => {}
+                }
                 next_sweep = Instant::now() + SWEEP_INTERVAL;
             }
             let n = self.read_blocking(c).await?;
@@ -209,32 +214,49 @@ impl Feed {
 
     /// Reads everything after the last id; resyncs from the sets if some of it was
     /// trimmed away or lost. Marks the mirror synced once nothing is left.
+    ///
+    /// Trimming only ever removes the oldest entries, so a read after the last id is
+    /// complete exactly when the stream's first entry is at or before that id; both are
+    /// read in one `MULTI` so nothing is trimmed in between. An empty or missing stream
+    /// is complete only for a reader that has seen nothing (`0-0`). Only reads: this
+    /// works on a Redis that refuses writes (out of memory, say).
     pub(super) async fn catch_up(
         &mut self,
         c: &mut MultiplexedConnection,
     ) -> Result<(), RedisStoreError> {
         loop {
-            let reply: Value = bounded(
-                self.timing.command,
-                scripts::READ_AFTER
-                    .key(&self.keys.feed)
-                    .arg(&self.last)
-                    .arg(FEED_BATCH)
-                    .invoke_async(c),
-            )
-            .await?;
-            match reply {
-                // Lua's false: nil in RESP2, a boolean in RESP3.
-                Value::Nil | Value::Boolean(false) => self.resync(c).await?,
-                Value::Array(entries) => {
-                    let n = entries.len();
-                    self.apply_entries(entries)?;
-                    if n < FEED_BATCH {
-                        self.shared.mark_synced();
-                        return Ok(());
-                    }
-                }
-                _ => return Err(unexpected()),
+            let mut read = ::redis::pipe();
+            read.atomic()
+                .cmd("XRANGE")
+                .arg(&self.keys.feed)
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(1)
+                .cmd("XRANGE")
+                .arg(&self.keys.feed)
+                .arg(format!("({}", self.last))
+                .arg("+")
+                .arg("COUNT")
+                .arg(FEED_BATCH);
+            let (first, entries): (Value, Value) =
+                bounded(self.timing.command, read.query_async(c)).await?;
+            let (Value::Array(first), Value::Array(entries)) = (first, entries) else {
+                return Err(unexpected());
+            };
+            let complete = match first.first() {
+                None => self.last == "0-0",
+                Some(entry) => parse_id(entry_id(entry)?) <= parse_id(&self.last),
+            };
+            if !complete {
+                self.resync(c).await?;
+                continue;
+            }
+            let n = entries.len();
+            self.apply_entries(entries)?;
+            if n < FEED_BATCH {
+                self.shared.mark_synced();
+                return Ok(());
             }
         }
     }
@@ -599,6 +621,14 @@ fn score(v: &Value) -> Option<u64> {
         Value::Int(i) => u64::try_from(*i).ok(),
         other => parse_u64(bytes(other)?),
     }
+}
+
+/// A stream id `<ms>-<seq>` as a comparable pair; anything else sorts last (an
+/// unreadable first entry forces a resync rather than a skipped entry).
+fn parse_id(id: &str) -> (u64, u64) {
+    id.split_once('-')
+        .and_then(|(ms, seq)| Some((ms.parse().ok()?, seq.parse().ok()?)))
+        .unwrap_or((u64::MAX, u64::MAX))
 }
 
 fn parse_u64(raw: &[u8]) -> Option<u64> {

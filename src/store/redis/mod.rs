@@ -14,11 +14,10 @@
 //!
 //! An (issuer, id) pair is encoded unambiguously as `-<id>` (no issuer) or
 //! `+<len>:<issuer><id>`, so `:` or any other byte in a claim is harmless. Sets rather
-//! than one key per entry: a start-up load is a handful of `ZSCAN`/`HSCAN` round trips
-//! of 10 000 members each, not one per entry, and it never scans other applications'
-//! keys.
+//! than one key per entry: a load reads them in a few pipelined round trips and never
+//! scans other applications' keys.
 //!
-//! Every write is one Lua script ([`scripts`]) that updates the set and appends to the
+//! Every write is one Lua script (see `scripts.rs`) that updates the set and appends to the
 //! feed atomically: a cutoff and every retention only move forward under concurrent
 //! writers, and a write is in the feed exactly when it is in the set. The sets' keys
 //! expire with their longest-lived entry; expired members are ignored by every reader
@@ -36,15 +35,24 @@
 //! (read-your-writes), before the feed brings it back (applying twice changes nothing).
 //!
 //! Pub/sub would lose messages while disconnected; a stream does not. After a reconnect
-//! the task reads on from its last id with a script that first checks that nothing after
+//! the task reads on from its last id, in the same `MULTI` as a check that nothing after
 //! that id was trimmed away (trimming only removes a prefix, so the read is complete
 //! exactly when the stream's first entry is at or before the last id). If something
-//! was, or the stream was lost, it resyncs: it notes the feed's newest id, scans both
+//! was, or the stream was lost, it resyncs: it notes the feed's newest id, loads both
 //! sets into the mirror, then reads the feed on from the noted id. Anything written
-//! during the scans is seen by the scans or the feed, or both. `connect` runs this same
+//! during the load is seen by the load or the feed, or both. `connect` runs this same
 //! resync before it returns, so a new instance holds every current revocation before it
 //! serves its first request. The mirror only ever adds entries (each expires on its
 //! own), so a resync never forgets anything the instance knew.
+//!
+//! The load reads the denylist in windows of scores, each one atomic `ZRANGEBYSCORE` of
+//! about 10 000 members, bounded by the scores found at every 10 000th rank and eight
+//! to a round trip; each member present for the whole load falls in exactly one window
+//! (scores only grow, and windows are read in ascending order). It costs the server
+//! about a seventh of what `ZSCAN` does. Cutoffs come in one `HGETALL` (or `HSCAN`
+//! when there are more than 50 000). Replies are parsed while a blocking thread fills
+//! the mirror: 1M revocations load in about 3–4 s, most of it inserting into the
+//! mirror.
 //!
 //! # Failure policy
 //!

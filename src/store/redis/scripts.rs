@@ -95,31 +95,3 @@ return n
 ",
     )
 });
-
-/// Reads up to ARGV[2] feed entries after id ARGV[1], or returns nil when entries after
-/// it may have been trimmed away (or lost), so the caller must resync from the sets.
-///
-/// Trimming only ever removes the oldest entries, so the read is complete exactly when
-/// the stream's first entry is at or before the last id seen. An empty or missing
-/// stream is complete only for a reader that has seen nothing (`0-0`).
-///
-/// KEYS: feed. ARGV: last seen id, count.
-pub(super) static READ_AFTER: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local function id(s)
-  local ms, seq = string.match(s, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
-if #first == 0 then
-  if ARGV[1] == '0-0' then return {} end
-  return false
-end
-local fms, fseq = id(first[1][1])
-local lms, lseq = id(ARGV[1])
-if fms > lms or (fms == lms and fseq > lseq) then return false end
-return redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
-",
-    )
-});

@@ -266,3 +266,12 @@ async fn dropping_the_last_clone_stops_the_background_task() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[test]
+fn the_store_and_its_error_fit_axum_and_tower() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    fn error<E: std::error::Error + Send + Sync + 'static>() {}
+    shareable::<RedisStore>();
+    shareable::<RedisConfig>();
+    error::<tower_jwt_auth::RedisStoreError>();
+}

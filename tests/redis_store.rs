@@ -275,3 +275,43 @@ fn the_store_and_its_error_fit_axum_and_tower() {
     shareable::<RedisConfig>();
     error::<tower_jwt_auth::RedisStoreError>();
 }
+
+#[tokio::test]
+async fn bad_settings_and_an_unreachable_redis_are_errors_at_connect() {
+    use std::error::Error as _;
+    use tower_jwt_auth::RedisStoreErrorKind;
+
+    let err = RedisStore::connect(RedisConfig::new("not a url"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), RedisStoreErrorKind::Config);
+    assert!(err.source().is_some(), "the parser's error is kept");
+
+    let err = RedisStore::connect(
+        RedisConfig::new("redis://127.0.0.1:1/").command_timeout(Duration::ZERO),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), RedisStoreErrorKind::Config);
+
+    // Nothing listens on a port just freed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let start = Instant::now();
+    let err = RedisStore::connect(
+        RedisConfig::new(format!("redis://127.0.0.1:{port}/"))
+            .connect_timeout(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert_eq!(err.kind(), RedisStoreErrorKind::Connection, "{err:?}");
+    assert!(err.source().is_some());
+
+    // The URL may carry a password: never printed.
+    let config = RedisConfig::new("redis://user:s3cret@127.0.0.1:6379/");
+    assert!(!format!("{config:?}").contains("s3cret"));
+}

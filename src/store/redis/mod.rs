@@ -217,15 +217,22 @@ impl RedisConfig {
         self
     }
 
+    /// The timings, each clamped to a day (so that sums cannot overflow; the feed's
+    /// retention to a year), the reconnect delay to at least 10 ms.
     fn timing(&self) -> Timing {
+        let day = Duration::from_secs(24 * 3600);
+        let command = self.command_timeout.min(day);
         Timing {
-            command: self.command_timeout,
-            load: self.command_timeout.max(Duration::from_secs(5)),
-            connect: self.connect_timeout,
+            command,
+            load: command.max(Duration::from_secs(5)),
+            connect: self.connect_timeout.min(day),
             block: (self.max_staleness / 5)
                 .clamp(Duration::from_millis(10), Duration::from_secs(1)),
-            max_backoff: self.max_reconnect_delay,
-            retention_ms: u64::try_from(self.feed_retention.as_millis()).unwrap_or(u64::MAX),
+            max_backoff: self
+                .max_reconnect_delay
+                .clamp(Duration::from_millis(10), day),
+            retention_ms: u64::try_from(self.feed_retention.min(365 * day).as_millis())
+                .unwrap_or(u64::MAX),
         }
     }
 }

@@ -25,7 +25,7 @@ redis.call('ZADD', KEYS[1], keep_s, ARGV[1])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('EXPIREAT', KEYS[1], string.format('%d', tonumber(last[2])))
 local t = redis.call('TIME')
-local minid = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[3])
+local minid = math.max(0, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[3]))
 return redis.call('XADD', KEYS[2], 'MINID', '~', string.format('%d', minid), '*',
     'j', ARGV[1], 'u', keep_s)
 ",
@@ -63,7 +63,7 @@ local last = string.format('%d', tonumber(redis.call('ZRANGE', KEYS[2], -1, -1, 
 redis.call('EXPIREAT', KEYS[1], last)
 redis.call('EXPIREAT', KEYS[2], last)
 local t = redis.call('TIME')
-local minid = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[4])
+local minid = math.max(0, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[4]))
 return redis.call('XADD', KEYS[3], 'MINID', '~', string.format('%d', minid), '*',
     's', ARGV[1], 'c', cutoff, 'u', keep_s)
 ",

@@ -245,8 +245,8 @@ impl RedisConfig {
 /// [`check`](RevocationStore::check) from it synchronously ([`Check::Ready`]). A revoke
 /// is written to Redis, then applied locally; a background task follows a Redis Stream
 /// of changes, so a revocation made on any instance reaches the others within a round
-/// trip (about a millisecond on a local network), and catches up after a disconnect
-/// without losing anything.
+/// trip of the write (well under a millisecond on loopback), and catches up after a
+/// disconnect without losing anything.
 ///
 /// - [`connect`](Self::connect) loads every current revocation before it returns.
 /// - A revoke returns `Err` if Redis has not confirmed it within

@@ -124,6 +124,10 @@ impl RedisServer {
     }
 
     fn launch(port: u16, dir: PathBuf, clean_on_exit: bool, extra: &[&str]) -> Self {
+        if let Err(missing) = std::panic::catch_unwind(require_redis_server) {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::panic::resume_unwind(missing);
+        }
         let mut server = Self {
             port,
             dir,

@@ -1126,7 +1126,7 @@ fn configuration_defaults() {
     assert!(config.secret_generated);
     assert_eq!(config.token_ttl, Duration::from_secs(900));
     assert!(config.cookie_secure);
-    assert!(!config.redis_url_ignored);
+    assert!(config.redis_url.is_none());
 }
 
 #[test]
@@ -1144,7 +1144,10 @@ fn configuration_from_variables() {
     assert!(!config.secret_generated);
     assert_eq!(config.token_ttl, Duration::from_secs(60));
     assert!(!config.cookie_secure);
-    assert!(config.redis_url_ignored);
+    assert_eq!(
+        config.redis_url.as_ref().map(|u| u.0.as_str()),
+        Some("redis://:password@127.0.0.1:6379")
+    );
     let debug = format!("{config:?}");
     assert!(
         !debug.contains(secret) && !debug.contains("password"),

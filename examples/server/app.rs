@@ -81,8 +81,20 @@ pub(crate) struct Config {
     pub(crate) token_ttl: Duration,
     /// `COOKIE_SECURE`: whether the login cookie is `Secure`.
     pub(crate) cookie_secure: bool,
-    /// Whether `REDIS_URL` was set (and is ignored for now).
-    pub(crate) redis_url_ignored: bool,
+    /// `REDIS_URL`: the shared Redis store, when set (the in-process store otherwise).
+    pub(crate) redis_url: Option<RedisUrl>,
+    /// `REDIS_PREFIX`: the prefix of the store's Redis keys.
+    pub(crate) redis_prefix: Option<String>,
+}
+
+/// A Redis URL; it may hold a password, so `Debug` does not show it.
+#[derive(Clone)]
+pub(crate) struct RedisUrl(pub(crate) String);
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RedisUrl(..)")
+    }
 }
 
 impl Config {
@@ -94,11 +106,13 @@ impl Config {
             secret_generated: false,
             token_ttl: Duration::from_secs(900),
             cookie_secure: true,
-            redis_url_ignored: false,
+            redis_url: None,
+            redis_prefix: None,
         }
     }
 
-    /// Reads `ADDR`, `JWT_SECRET`, `ACCESS_TOKEN_TTL`, `COOKIE_SECURE` and `REDIS_URL`
+    /// Reads `ADDR`, `JWT_SECRET`, `ACCESS_TOKEN_TTL`, `COOKIE_SECURE`, `REDIS_URL` and
+    /// `REDIS_PREFIX`
     /// through `get`, which returns a variable's value or `None` when it is unset.
     /// Messages name the variable but never show the secret.
     pub(crate) fn from_lookup(
@@ -140,13 +154,17 @@ impl Config {
                 return Err(format!("COOKIE_SECURE={other:?} is not 0 or 1"));
             }
         };
-        let redis_url_ignored = get("REDIS_URL")?.is_some_and(|url| !url.is_empty());
+        let redis_url = get("REDIS_URL")?
+            .filter(|url| !url.trim().is_empty())
+            .map(RedisUrl);
+        let redis_prefix = get("REDIS_PREFIX")?.filter(|p| !p.is_empty());
         Ok(Self {
             addr,
             secret_generated,
             token_ttl,
             cookie_secure,
-            redis_url_ignored,
+            redis_url,
+            redis_prefix,
             ..Self::new(secret)
         })
     }

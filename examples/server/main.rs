@@ -11,10 +11,11 @@
 //!   generated at start, so tokens do not survive a restart.
 //! - `ACCESS_TOKEN_TTL`: token lifetime in seconds, default 900.
 //! - `COOKIE_SECURE`: the login cookie is `Secure` unless this is `0`.
-//! - `REDIS_URL`: reserved for the shared Redis store; ignored for now, with a warning.
+//! - `REDIS_URL`: when set, revocations go to this Redis server, shared by every instance
+//!   that uses it (build with `--features redis`); `REDIS_PREFIX` sets the key prefix.
 //! - `RUST_LOG`: log filter, default `info`. Logs go to stderr and never contain tokens.
 //!
-//! Revocations are kept in this process ([`MemoryStore`]).
+//! Without `REDIS_URL`, revocations are kept in this process ([`MemoryStore`]).
 
 mod app;
 
@@ -52,13 +53,6 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
              (tokens will not survive a restart)"
         );
     }
-    if config.redis_url_ignored {
-        // The URL may hold a password: do not print it.
-        tracing::warn!(
-            "REDIS_URL is set but ignored for now: the shared Redis store is not available \
-             yet; revocations are kept in this process's memory"
-        );
-    }
     if !config.cookie_secure {
         tracing::warn!("COOKIE_SECURE=0: the login cookie is sent over plain HTTP too");
     }
@@ -68,7 +62,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         "configured"
     );
 
-    let router = app::router(MemoryStore::new(), &config)?;
+    let router = match &config.redis_url {
+        None => {
+            tracing::info!("revocations are kept in this process (MemoryStore)");
+            app::router(MemoryStore::new(), &config)?
+        }
+        Some(url) => redis_router(url, &config).await?,
+    };
     let listener = TcpListener::bind(config.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?;
@@ -80,6 +80,44 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// The router on the shared Redis store. `connect` returns once every current revocation
+/// is loaded, so the first request is already checked against them.
+#[cfg(feature = "redis")]
+async fn redis_router(
+    url: &app::RedisUrl,
+    config: &app::Config,
+) -> Result<axum::Router, Box<dyn std::error::Error>> {
+    use tower_jwt_auth::{RedisConfig, RedisStore};
+    let mut redis = RedisConfig::new(url.0.clone());
+    if let Some(prefix) = &config.redis_prefix {
+        redis = redis.prefix(prefix.clone());
+    }
+    // The URL may hold a password: never print it.
+    let store = RedisStore::connect(redis)
+        .await
+        .map_err(|e| format!("cannot use the Redis store at REDIS_URL: {e}"))?;
+    let (revoked_tokens, subject_cutoffs) = store.mirror_len();
+    tracing::info!(
+        revoked_tokens,
+        subject_cutoffs,
+        "revocations are shared through Redis (RedisStore)"
+    );
+    Ok(app::router(store, config)?)
+}
+
+/// Without the `redis` feature, `REDIS_URL` cannot be honoured: refuse to start rather
+/// than keep logouts in one process while the operator expects them shared.
+#[cfg(not(feature = "redis"))]
+async fn redis_router(
+    url: &app::RedisUrl,
+    config: &app::Config,
+) -> Result<axum::Router, Box<dyn std::error::Error>> {
+    let _ = (&url.0, &config.redis_prefix);
+    Err("REDIS_URL is set but this build has no Redis support: \
+         run `cargo run --example server --features redis`"
+        .into())
 }
 
 /// Completes on Ctrl-C (and on SIGTERM on Unix).

@@ -84,6 +84,8 @@ pub(crate) struct Config {
     /// `REDIS_URL`: the shared Redis store, when set (the in-process store otherwise).
     pub(crate) redis_url: Option<RedisUrl>,
     /// `REDIS_PREFIX`: the prefix of the store's Redis keys.
+    // Read by main.rs only; the tests that include this file do not.
+    #[allow(dead_code)]
     pub(crate) redis_prefix: Option<String>,
 }
 

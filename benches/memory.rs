@@ -29,10 +29,19 @@ fn rss() -> u64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; any other argument is a filter we ignore.
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let store = MemoryStore::new();
     // Warm up the allocator and moka's own structures with one entry.
-    ready(store.revoke(&RevokedToken::new(Some("iss"), "warm-up", now + 3600))).unwrap();
+    ready(store.revoke(&RevokedToken::new(
+        Some("iss"),
+        "warm-up",
+        now + 3600,
+        now + 3661,
+    )))
+    .unwrap();
     let before = rss();
     let mut jti = String::with_capacity(32);
     for i in 0..N {
@@ -41,11 +50,12 @@ fn main() {
         // 22 characters, like a 128-bit base64url jti.
         write!(jti, "{i:0>22}").unwrap();
         // Tokens expire over 15 minutes; kept until exp + 60 s leeway + 1.
-        let keep = now + 61 + (i % 900);
+        let exp = now + (i % 900);
         ready(store.revoke(&RevokedToken::new(
             Some("https://issuer.example"),
             &jti,
-            keep,
+            exp,
+            exp + 61,
         )))
         .unwrap();
     }

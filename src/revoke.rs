@@ -68,7 +68,7 @@ impl<R: RevocationStore> Revoker<R> {
             .expires_at()
             .saturating_add(self.leeway)
             .saturating_add(1);
-        let entry = RevokedToken::new(token.issuer(), token.jti(), keep_until);
+        let entry = RevokedToken::for_token(token, keep_until);
         self.store.revoke(&entry).await.map_err(RevokeError::new)
     }
 

@@ -12,10 +12,11 @@ conformance::suite!(fresh);
 
 #[test]
 fn many_live_revocations_are_never_evicted() {
-    // No capacity bound: 200k live entries all stay.
-    use tower_jwt_auth::{RevocationStore, RevokedToken};
+    // No capacity bound: 200k live entries, spread over 900 expiry seconds, all stay.
+    use tower_jwt_auth::{RevocationStore, RevokedToken, TokenInfo};
     let store = MemoryStore::new();
-    let keep = conformance::now_secs() + 600;
+    let base = conformance::now_secs();
+    let exp = |i: u32| base + 60 + u64::from(i % 900);
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -23,16 +24,23 @@ fn many_live_revocations_are_never_evicted() {
         for i in 0..200_000u32 {
             let jti = format!("j{i}");
             store
-                .revoke(&RevokedToken::new(None, &jti, keep))
+                .revoke(&RevokedToken::new(None, &jti, exp(i), exp(i) + 61))
                 .await
                 .unwrap();
         }
         assert_eq!(store.len().0, 200_000);
         for i in (0..200_000u32).step_by(997) {
-            let t = conformance::token(None, "s", &format!("j{i}"));
+            let jti = format!("j{i}");
+            let t = TokenInfo::new(None, "s", &jti, base, exp(i));
             assert_eq!(
                 conformance::status(&store, &t).await,
                 tower_jwt_auth::RevocationStatus::Revoked
+            );
+            // The same jti with another exp is another token.
+            let other = TokenInfo::new(None, "s", &jti, base, exp(i) + 1);
+            assert_eq!(
+                conformance::status(&store, &other).await,
+                tower_jwt_auth::RevocationStatus::Active
             );
         }
     });

@@ -16,10 +16,12 @@ use tower_jwt_auth::{
 };
 
 /// Fills the denylist server-side (a script per 100 000 entries), as `n` logouts would:
-/// entry `i` is kept until `keep_until + i % spread`.
-fn fill(server: &RedisServer, prefix: &str, n: u64, keep_until: u64, spread: u64) {
+/// entry `i` is issuer `iss`'s token `jti-<i>` expiring at `exp`, encoded as the store
+/// does (`<exp>.+3:issjti-<i>`), kept until `keep_until + i % spread`.
+fn fill(server: &RedisServer, prefix: &str, n: u64, exp: u64, keep_until: u64, spread: u64) {
     const FILL: &str = "for i = tonumber(ARGV[1]), tonumber(ARGV[2]) do \
-        redis.call('ZADD', KEYS[1], tonumber(ARGV[3]) + i % tonumber(ARGV[4]), '+3:issjti-' .. i) \
+        redis.call('ZADD', KEYS[1], tonumber(ARGV[3]) + i % tonumber(ARGV[4]), \
+            ARGV[5] .. '.+3:issjti-' .. i) \
         end return 1";
     let key = format!("{prefix}denylist");
     let mut start = 0;
@@ -34,14 +36,15 @@ fn fill(server: &RedisServer, prefix: &str, n: u64, keep_until: u64, spread: u64
             &end.to_string(),
             &keep_until.to_string(),
             &spread.to_string(),
+            &exp.to_string(),
         ]);
         assert_eq!(reply, b":1\r\n", "{}", String::from_utf8_lossy(&reply));
         start = end + 1;
     }
 }
 
-fn revoked(store: &RedisStore, jti: &str) -> bool {
-    let t = TokenInfo::new(Some("iss"), "s", jti, now_secs(), now_secs() + 600);
+fn revoked(store: &RedisStore, jti: &str, exp: u64) -> bool {
+    let t = TokenInfo::new(Some("iss"), "s", jti, now_secs(), exp);
     match store.check(&t) {
         Check::Ready(r) => r.unwrap() == RevocationStatus::Revoked,
         Check::Pending(_) => unreachable!(),
@@ -62,7 +65,8 @@ fn entries() -> u64 {
 async fn load(n: u64, spread: u64) -> Duration {
     let server = RedisServer::start_with(&["--appendonly", "no"]);
     let prefix = "load:";
-    fill(&server, prefix, n, now_secs() + 3600, spread);
+    let exp = now_secs() + 600;
+    fill(&server, prefix, n, exp, now_secs() + 3600, spread);
 
     let start = Instant::now();
     let store = RedisStore::connect(
@@ -80,11 +84,11 @@ async fn load(n: u64, spread: u64) -> Duration {
     assert_eq!(store.mirror_len().0, n);
     for i in (0..n).step_by(9_973).chain([n - 1]) {
         assert!(
-            revoked(&store, &format!("jti-{i}")),
+            revoked(&store, &format!("jti-{i}"), exp),
             "jti-{i} was not loaded"
         );
     }
-    assert!(!revoked(&store, &format!("jti-{n}")));
+    assert!(!revoked(&store, &format!("jti-{n}"), exp));
     took
 }
 

@@ -71,7 +71,7 @@ async fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) ->
 
 async fn revoke(store: &RedisStore, t: &TokenInfo) -> Result<(), RedisStoreError> {
     store
-        .revoke(&RevokedToken::new(t.issuer(), t.jti(), now_secs() + 600))
+        .revoke(&RevokedToken::for_token(t, now_secs() + 600))
         .await
 }
 
@@ -81,7 +81,8 @@ fn fresh_token() -> TokenInfo {
 
 fn zscore(server: &RedisServer, prefix: &str, t: &TokenInfo) -> Vec<u8> {
     let member = format!(
-        "+{}:{}{}",
+        "{}.+{}:{}{}",
+        t.expires_at(),
         t.issuer().unwrap().len(),
         t.issuer().unwrap(),
         t.jti()

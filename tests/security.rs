@@ -1479,12 +1479,12 @@ async fn the_same_jti_from_two_issuers_is_revoked_independently() {
     }
     // Issuer and jti never run together: ("ab", "c") is not ("a", "bc").
     let store = &MemoryStore::new();
-    let keep = now() + 600;
+    let n = now();
+    let keep = n + 600;
     store
-        .revoke(&RevokedToken::new(Some("ab"), "c", keep))
+        .revoke(&RevokedToken::new(Some("ab"), "c", n + 600, keep))
         .await
         .unwrap();
-    let n = now();
     for (iss, jti, expected) in [
         (Some("ab"), "c", RevocationStatus::Revoked),
         (Some("a"), "bc", RevocationStatus::Active),
@@ -1561,8 +1561,9 @@ fn revocations_are_never_evicted_under_memory_pressure() {
     const TOKENS: u32 = 300_000;
     const SUBJECTS: u32 = 20_000;
     let store = MemoryStore::new();
-    let keep = now() + 3600;
-    let cutoff = now() * 1_000_000;
+    let n = now();
+    let keep = n + 3600;
+    let cutoff = n * 1_000_000;
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -1577,7 +1578,7 @@ fn revocations_are_never_evicted_under_memory_pressure() {
                     for i in (half..TOKENS).step_by(2) {
                         let jti = format!("j{i}");
                         store
-                            .revoke(&RevokedToken::new(Some("iss"), &jti, keep))
+                            .revoke(&RevokedToken::new(Some("iss"), &jti, n + 600, keep))
                             .await
                             .unwrap();
                     }
@@ -1593,7 +1594,6 @@ fn revocations_are_never_evicted_under_memory_pressure() {
         }
     });
     assert_eq!(store.len(), (u64::from(TOKENS), u64::from(SUBJECTS)));
-    let n = now();
     rt.block_on(async {
         for i in 0..TOKENS {
             let t = TokenInfo::new(Some("iss"), "nobody", &format!("j{i}"), n, n + 600);
@@ -1721,6 +1721,6 @@ async fn logging_out_with_an_unbounded_lifetime_or_a_far_exp_does_not_panic() {
         Some(RejectionKind::RevokedToken)
     );
     // The public conversions saturate too.
-    let _ = RevokedToken::new(None, "j", u64::MAX).keep_until_time();
+    let _ = RevokedToken::new(None, "j", u64::MAX, u64::MAX).keep_until_time();
     let _ = SubjectCutoff::new(None, "s", u64::MAX, u64::MAX).keep_until_time();
 }

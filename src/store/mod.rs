@@ -34,24 +34,37 @@ pub enum Check<F: Future> {
     Pending(F),
 }
 
-/// A token to put on the denylist: its issuer and `jti`, and when the entry may go.
+/// A token to put on the denylist: its issuer, `jti` and `exp`, and when the entry may
+/// go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RevokedToken<'a> {
     issuer: Option<&'a str>,
     jti: &'a str,
+    expires_at: u64,
     keep_until: u64,
 }
 
 impl<'a> RevokedToken<'a> {
-    /// A denylist entry for `jti` from `issuer`, to be kept until `keep_until` (Unix
-    /// seconds): the first second at which the token can no longer pass verification
-    /// (its `exp` plus the leeway, plus one).
-    pub fn new(issuer: Option<&'a str>, jti: &'a str, keep_until: u64) -> Self {
+    /// A denylist entry for the token `jti` from `issuer` that expires at `expires_at`
+    /// (its `exp`, Unix seconds), to be kept until `keep_until` (Unix seconds): the first
+    /// second at which the token can no longer pass verification (its `exp` plus the
+    /// leeway, plus one).
+    ///
+    /// A check finds the entry by the token's issuer, `jti` **and** `exp`, so `expires_at`
+    /// must be the `exp` the layer reads from the token ([`TokenInfo::expires_at`]):
+    /// [`for_token`](Self::for_token) takes it from there.
+    pub fn new(issuer: Option<&'a str>, jti: &'a str, expires_at: u64, keep_until: u64) -> Self {
         Self {
             issuer,
             jti,
+            expires_at,
             keep_until,
         }
+    }
+
+    /// The denylist entry for `token`, kept until `keep_until`.
+    pub fn for_token(token: &'a TokenInfo, keep_until: u64) -> Self {
+        Self::new(token.issuer(), token.jti(), token.expires_at(), keep_until)
     }
 
     /// The token's `iss`, if it has one. A `jti` is unique only per issuer.
@@ -62,6 +75,11 @@ impl<'a> RevokedToken<'a> {
     /// The token's `jti`.
     pub fn jti(&self) -> &'a str {
         self.jti
+    }
+
+    /// The token's `exp`, in Unix seconds.
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at
     }
 
     /// When the entry no longer matters, in Unix seconds.

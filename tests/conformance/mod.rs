@@ -53,7 +53,7 @@ pub fn token(issuer: Option<&str>, subject: &str, jti: &str) -> TokenInfo {
 
 pub async fn revoke<R: RevocationStore>(store: &R, t: &TokenInfo, keep_until: u64) {
     store
-        .revoke(&RevokedToken::new(t.issuer(), t.jti(), keep_until))
+        .revoke(&RevokedToken::for_token(t, keep_until))
         .await
         .expect("revoke failed");
 }

@@ -504,12 +504,13 @@ impl Feed {
                 _ => {}
             }
         }
-        let (iss, id) = keys::parse_member(member?)?;
         if token? {
-            let entry = RevokedToken::new(iss, id, keep?);
+            let (exp, iss, jti) = keys::parse_token_member(member?)?;
+            let entry = RevokedToken::new(iss, jti, exp, keep?);
             self.shared.mirror.insert_token(&entry);
         } else {
-            let entry = SubjectCutoff::new(iss, id, parse_u64(cutoff?)?, keep?);
+            let (iss, sub) = keys::parse_member(member?)?;
+            let entry = SubjectCutoff::new(iss, sub, parse_u64(cutoff?)?, keep?);
             self.shared.mirror.insert_cutoff(&entry);
         }
         Some(())
@@ -548,19 +549,23 @@ impl Batch {
     fn apply(&self, shared: &Shared) {
         let (Self::Tokens(items) | Self::Cutoffs(items)) = self;
         for pair in items.chunks_exact(2) {
-            let Some((iss, id)) = bytes(&pair[0]).and_then(keys::parse_member) else {
+            let Some(member) = bytes(&pair[0]) else {
                 continue;
             };
             match self {
                 Self::Tokens(_) => {
-                    if let Some(keep) = score(&pair[1]) {
+                    if let Some((exp, iss, jti)) = keys::parse_token_member(member)
+                        && let Some(keep) = score(&pair[1])
+                    {
                         shared
                             .mirror
-                            .insert_token(&RevokedToken::new(iss, id, keep));
+                            .insert_token(&RevokedToken::new(iss, jti, exp, keep));
                     }
                 }
                 Self::Cutoffs(_) => {
-                    if let Some((cutoff, keep)) = bytes(&pair[1]).and_then(parse_cutoff) {
+                    if let Some((iss, id)) = keys::parse_member(member)
+                        && let Some((cutoff, keep)) = bytes(&pair[1]).and_then(parse_cutoff)
+                    {
                         shared
                             .mirror
                             .insert_cutoff(&SubjectCutoff::new(iss, id, cutoff, keep));

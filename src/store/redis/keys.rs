@@ -3,7 +3,7 @@
 /// The four Redis keys of one store, all under the configured prefix.
 #[derive(Debug, Clone)]
 pub(super) struct Keys {
-    /// Sorted set: member = encoded (issuer, jti), score = `keep_until`.
+    /// Sorted set: member = encoded (`exp`, issuer, jti), score = `keep_until`.
     pub(super) denylist: String,
     /// Hash: field = encoded (issuer, sub), value = `"<cutoff_micros>:<keep_until>"`.
     pub(super) cutoffs: String,
@@ -45,6 +45,27 @@ pub(super) fn member(issuer: Option<&str>, id: &str) -> Vec<u8> {
             out
         }
     }
+}
+
+/// A denylist member: the token's `exp` in decimal, `.`, then [`member`] of (issuer,
+/// jti). The mirror groups revoked tokens by `exp`, so every copy must carry it.
+pub(super) fn token_member(expires_at: u64, issuer: Option<&str>, jti: &str) -> Vec<u8> {
+    let mut out = expires_at.to_string().into_bytes();
+    out.push(b'.');
+    out.extend_from_slice(&member(issuer, jti));
+    out
+}
+
+/// The inverse of [`token_member`].
+pub(super) fn parse_token_member(raw: &[u8]) -> Option<(u64, Option<&str>, &str)> {
+    let dot = raw.iter().position(|&b| b == b'.')?;
+    let digits = &raw[..dot];
+    if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let exp = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    let (iss, jti) = parse_member(&raw[dot + 1..])?;
+    Some((exp, iss, jti))
 }
 
 /// The inverse of [`member`]; `None` for anything it did not produce (or not UTF-8, which
@@ -96,6 +117,27 @@ mod tests {
             let m = member(iss, id);
             assert!(seen.insert(m.clone()), "collision for {iss:?} {id:?}");
             assert_eq!(parse_member(&m), Some((iss, id)));
+        }
+    }
+
+    #[test]
+    fn token_members_carry_the_expiry() {
+        for &(exp, iss, jti) in &[
+            (0u64, None, "a"),
+            (1_795_944_846, Some("https://issuer.example/"), "x.y"),
+            (u64::MAX, Some("1.2"), ""),
+        ] {
+            let m = token_member(exp, iss, jti);
+            assert_eq!(parse_token_member(&m), Some((exp, iss, jti)));
+        }
+        for raw in [
+            &b"-a"[..],
+            b".-a",
+            b"12",
+            b"1x.-a",
+            b"123456789012345678901.-a",
+        ] {
+            assert_eq!(parse_token_member(raw), None, "{raw:?}");
         }
     }
 

@@ -5,7 +5,8 @@
 //!
 //! Under the configured prefix `P` (default `tower-jwt-auth:`):
 //!
-//! - `P denylist`: sorted set, member = the encoded (issuer, `jti`), score = `keep_until`.
+//! - `P denylist`: sorted set, member = the encoded (`exp`, issuer, `jti`), score =
+//!   `keep_until`.
 //! - `P cutoffs`: hash, field = the encoded (issuer, `sub`), value =
 //!   `"<cutoff_micros>:<keep_until>"`.
 //! - `P cutoffs:expiry`: sorted set, the same fields scored by `keep_until` (the sweep's
@@ -440,7 +441,11 @@ impl RevocationStore for RedisStore {
         let mut script = scripts::REVOKE_TOKEN.key(&inner.keys.denylist);
         script
             .key(&inner.keys.feed)
-            .arg(keys::member(token.issuer(), token.jti()))
+            .arg(keys::token_member(
+                token.expires_at(),
+                token.issuer(),
+                token.jti(),
+            ))
             .arg(clamp_keep(token.keep_until()))
             .arg(inner.timing.retention_ms);
         self.write(&script).await?;

@@ -87,6 +87,15 @@ pub(crate) struct Config {
     // Read by main.rs only; the tests that include this file do not.
     #[allow(dead_code)]
     pub(crate) redis_prefix: Option<String>,
+    /// `REDIS_MAX_STALENESS_MS`: the Redis store's staleness window, when set.
+    #[allow(dead_code)]
+    pub(crate) redis_max_staleness: Option<Duration>,
+    /// `REDIS_COMMAND_TIMEOUT_MS`: the Redis store's command timeout, when set.
+    #[allow(dead_code)]
+    pub(crate) redis_command_timeout: Option<Duration>,
+    /// `JWT_LEEWAY`: the clock skew allowed on `exp`/`nbf`/`iat`, which is also how long
+    /// a revoked token stays on the denylist after its `exp`.
+    pub(crate) leeway: Duration,
 }
 
 /// A Redis URL; it may hold a password, so `Debug` does not show it.
@@ -110,11 +119,14 @@ impl Config {
             cookie_secure: true,
             redis_url: None,
             redis_prefix: None,
+            redis_max_staleness: None,
+            redis_command_timeout: None,
+            leeway: tower_jwt_auth::DEFAULT_LEEWAY,
         }
     }
 
-    /// Reads `ADDR`, `JWT_SECRET`, `ACCESS_TOKEN_TTL`, `COOKIE_SECURE`, `REDIS_URL` and
-    /// `REDIS_PREFIX`
+    /// Reads `ADDR`, `JWT_SECRET`, `ACCESS_TOKEN_TTL`, `JWT_LEEWAY`, `COOKIE_SECURE`,
+    /// `REDIS_URL`, `REDIS_PREFIX`, `REDIS_MAX_STALENESS_MS` and `REDIS_COMMAND_TIMEOUT_MS`
     /// through `get`, which returns a variable's value or `None` when it is unset.
     /// Messages name the variable but never show the secret.
     pub(crate) fn from_lookup(
@@ -149,6 +161,17 @@ impl Config {
             },
             None => Duration::from_secs(900),
         };
+        let leeway = match get("JWT_LEEWAY")? {
+            Some(secs) => match secs.trim().parse::<u64>() {
+                Ok(secs) if secs <= 24 * 3600 => Duration::from_secs(secs),
+                _ => {
+                    return Err(format!(
+                        "JWT_LEEWAY={secs:?} is not a number of seconds up to 86400"
+                    ));
+                }
+            },
+            None => tower_jwt_auth::DEFAULT_LEEWAY,
+        };
         let cookie_secure = match get("COOKIE_SECURE")?.as_deref().map(str::trim) {
             None | Some("" | "1" | "true" | "yes" | "on") => true,
             Some("0" | "false" | "no" | "off") => false,
@@ -160,6 +183,19 @@ impl Config {
             .filter(|url| !url.trim().is_empty())
             .map(RedisUrl);
         let redis_prefix = get("REDIS_PREFIX")?.filter(|p| !p.is_empty());
+        let millis = |name: &str| -> Result<Option<Duration>, String> {
+            match get(name)? {
+                Some(ms) => match ms.trim().parse::<u64>() {
+                    Ok(ms) if ms > 0 => Ok(Some(Duration::from_millis(ms))),
+                    _ => Err(format!(
+                        "{name}={ms:?} is not a positive number of milliseconds"
+                    )),
+                },
+                None => Ok(None),
+            }
+        };
+        let redis_max_staleness = millis("REDIS_MAX_STALENESS_MS")?;
+        let redis_command_timeout = millis("REDIS_COMMAND_TIMEOUT_MS")?;
         Ok(Self {
             addr,
             secret_generated,
@@ -167,6 +203,9 @@ impl Config {
             cookie_secure,
             redis_url,
             redis_prefix,
+            redis_max_staleness,
+            redis_command_timeout,
+            leeway,
             ..Self::new(secret)
         })
     }
@@ -184,7 +223,7 @@ struct AppState<R> {
 ///
 /// The layer takes `Authorization: Bearer` first, then the `access_token` cookie, with
 /// the core's defaults: HS256 with the configured secret and no `kid`, no `iss`/`aud`
-/// requirement, 60 s leeway, RFC 6750 rejections.
+/// requirement, RFC 6750 rejections; the leeway is `JWT_LEEWAY` (60 s by default).
 ///
 /// # Errors
 ///
@@ -194,6 +233,7 @@ pub(crate) fn router<R: RevocationStore>(store: R, config: &Config) -> Result<Ro
     let auth = JwtAuthLayer::builder(store)
         .key(VerificationKey::hs256(secret)?)
         .cookie(COOKIE_NAME)
+        .leeway(config.leeway)
         // Accept every token this server issues, and other issuers' tokens up to the
         // core's default longest lifetime.
         .max_token_lifetime(config.token_ttl.max(DEFAULT_MAX_TOKEN_LIFETIME))

@@ -10,9 +10,17 @@
 //! - `JWT_SECRET`: the HS256 secret (at least 32 bytes). When unset, a random one is
 //!   generated at start, so tokens do not survive a restart.
 //! - `ACCESS_TOKEN_TTL`: token lifetime in seconds, default 900.
+//! - `JWT_LEEWAY`: clock skew allowed on `exp`, `nbf` and `iat`, in seconds, default 60.
+//!   A revoked token stays on the denylist until its `exp` plus this leeway.
 //! - `COOKIE_SECURE`: the login cookie is `Secure` unless this is `0`.
 //! - `REDIS_URL`: when set, revocations go to this Redis server, shared by every instance
 //!   that uses it (build with `--features redis`); `REDIS_PREFIX` sets the key prefix.
+//!   Without Redis the server does not start: it exits with an error rather than serve
+//!   requests it cannot check (run it under a supervisor that restarts it).
+//! - `REDIS_MAX_STALENESS_MS`: how long checks are answered from the local mirror while
+//!   the link to Redis is down, before they are refused with 503 (default 5000).
+//! - `REDIS_COMMAND_TIMEOUT_MS`: the longest a logout waits for Redis before it is
+//!   answered with 503 (default 1000).
 //! - `RUST_LOG`: log filter, default `info`. Logs go to stderr and never contain tokens.
 //!
 //! Without `REDIS_URL`, revocations are kept in this process ([`MemoryStore`]).
@@ -58,6 +66,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     tracing::info!(
         token_ttl_secs = config.token_ttl.as_secs(),
+        leeway_secs = config.leeway.as_secs(),
         cookie_secure = config.cookie_secure,
         "configured"
     );
@@ -94,6 +103,12 @@ async fn redis_router(
     if let Some(prefix) = &config.redis_prefix {
         redis = redis.prefix(prefix.clone());
     }
+    if let Some(window) = config.redis_max_staleness {
+        redis = redis.max_staleness(window);
+    }
+    if let Some(timeout) = config.redis_command_timeout {
+        redis = redis.command_timeout(timeout);
+    }
     // The URL may hold a password: never print it.
     let store = RedisStore::connect(redis)
         .await
@@ -114,7 +129,12 @@ async fn redis_router(
     url: &app::RedisUrl,
     config: &app::Config,
 ) -> Result<axum::Router, Box<dyn std::error::Error>> {
-    let _ = (&url.0, &config.redis_prefix);
+    let _ = (
+        &url.0,
+        &config.redis_prefix,
+        config.redis_max_staleness,
+        config.redis_command_timeout,
+    );
     Err("REDIS_URL is set but this build has no Redis support: \
          run `cargo run --example server --features redis`"
         .into())

@@ -1557,9 +1557,11 @@ async fn a_cutoff_is_never_lowered() {
 #[test]
 fn revocations_are_never_evicted_under_memory_pressure() {
     // 300k live denylist entries and 20k cutoffs: no capacity bound evicts any of them.
-    // Written from two threads, checked in full.
+    // Written from two threads, checked in full. The tokens' `exp` is spread over 5 000
+    // seconds, so a store that groups entries by expiry holds thousands of groups.
     const TOKENS: u32 = 300_000;
     const SUBJECTS: u32 = 20_000;
+    let exp_of = |i: u32, n: u64| n + 600 + u64::from(i % 5_000);
     let store = MemoryStore::new();
     let n = now();
     let keep = n + 3600;
@@ -1577,8 +1579,9 @@ fn revocations_are_never_evicted_under_memory_pressure() {
                 rt.block_on(async {
                     for i in (half..TOKENS).step_by(2) {
                         let jti = format!("j{i}");
+                        let exp = exp_of(i, n);
                         store
-                            .revoke(&RevokedToken::new(Some("iss"), &jti, n + 600, keep))
+                            .revoke(&RevokedToken::new(Some("iss"), &jti, exp, exp + 61))
                             .await
                             .unwrap();
                     }
@@ -1596,7 +1599,7 @@ fn revocations_are_never_evicted_under_memory_pressure() {
     assert_eq!(store.len(), (u64::from(TOKENS), u64::from(SUBJECTS)));
     rt.block_on(async {
         for i in 0..TOKENS {
-            let t = TokenInfo::new(Some("iss"), "nobody", &format!("j{i}"), n, n + 600);
+            let t = TokenInfo::new(Some("iss"), "nobody", &format!("j{i}"), n, exp_of(i, n));
             assert_eq!(
                 status_of(&store, &t).await,
                 RevocationStatus::Revoked,

@@ -299,7 +299,16 @@ impl Verifier {
             // another key never passes.
             [only] => {
                 let data = jsonwebtoken::decode::<Wire<C>>(token, &only.key, &only.validation)
-                    .map_err(|e| map_error(e.kind()))?;
+                    .map_err(|e| match e.kind() {
+                        // Say which part was unreadable, as the several-keys path does:
+                        // only an error path pays for the second look at the header.
+                        ErrorKind::Json(_) | ErrorKind::Base64(_) | ErrorKind::Utf8(_)
+                            if jsonwebtoken::decode_header(token).is_err() =>
+                        {
+                            reasons::MALFORMED
+                        }
+                        kind => map_error(kind),
+                    })?;
                 if data.header.kid != only.kid {
                     return Err(reasons::UNKNOWN_KEY);
                 }

@@ -38,6 +38,12 @@ async fn alg_none_never_passes_in_any_spelling() {
             let seen = send(&app, bearer(&token)).await;
             assert_eq!(seen.status, StatusCode::UNAUTHORIZED, "{alg} {sig}");
             assert!(seen.subject.is_none());
+            // An unknown `alg` makes the header unreadable, whatever the key setup.
+            assert_eq!(
+                seen.rejection.unwrap().description(),
+                "the token is malformed",
+                "{alg} {sig}"
+            );
         }
     }
 }

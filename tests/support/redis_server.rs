@@ -196,6 +196,11 @@ impl RedisServer {
         self.port
     }
 
+    /// The `redis-server` process id (of the current run).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }

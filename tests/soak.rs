@@ -157,9 +157,10 @@ struct Token {
     user: usize,
     login_sent: Instant,
     login_done: Instant,
-    /// When its own logout was sent, and answered 204.
+    /// When its own logout was sent, and answered 204, by which instance.
     logout_sent: Option<Instant>,
     logout_done: Option<Instant>,
+    logout_side: usize,
 }
 
 /// What every client shares: the record of logout-alls per user, and revoked tokens.
@@ -173,9 +174,17 @@ struct Shared {
 
 impl Shared {
     /// From when the token is certainly revoked: its own logout's 204, or the 204 of a
-    /// logout-all sent after the token was issued.
-    fn revoked_since(&self, t: &Token) -> Option<Instant> {
-        let mut since = t.logout_done;
+    /// logout-all sent after the token was issued; the first from any instance, and the
+    /// first from `instance`.
+    fn revoked_since(&self, t: &Token, instance: usize) -> (Option<Instant>, Option<Instant>) {
+        let earliest = |a: Option<Instant>, b: Instant| Some(a.map_or(b, |a| a.min(b)));
+        let (mut any, mut here) = (None, None);
+        if let Some(done) = t.logout_done {
+            any = Some(done);
+            if t.logout_side == instance {
+                here = Some(done);
+            }
+        }
         let alls = self.logout_alls[t.user].lock().unwrap();
         // In the order they were sent: only those sent after the login's answer count.
         for all in alls.iter().rev() {
@@ -183,10 +192,13 @@ impl Shared {
                 break;
             }
             if let Some(done) = all.done {
-                since = Some(since.map_or(done, |s| s.min(done)));
+                any = earliest(any, done);
+                if all.side == instance {
+                    here = earliest(here, done);
+                }
             }
         }
-        since
+        (any, here)
     }
 
     /// Whether a revocation sent before `by` could cover the token: its own logout, or a
@@ -335,7 +347,17 @@ impl Stats {
         let window = shared.settings.window;
         match reply.status {
             StatusCode::OK => {
-                if let Some(since) = shared.revoked_since(t)
+                let (any, here) = shared.revoked_since(t, instance);
+                if let Some(since) = here
+                    && sent > since
+                {
+                    // The instance that answered 204 had it in its mirror before.
+                    self.own_instance_accepted += 1;
+                    self.example(format!(
+                        "instance {instance} accepted a token {:?} after its own 204",
+                        sent - since
+                    ));
+                } else if let Some(since) = any
                     && sent > since
                 {
                     let lag = sent - since;
@@ -348,8 +370,7 @@ impl Stats {
                             .or_default() += 1;
                         let detail = shared.explain(t, since);
                         self.example(format!(
-                            "revoked token accepted {lag:?} after its 204 by {}: {detail}",
-                            instance
+                            "revoked token accepted {lag:?} after its 204 by {instance}: {detail}"
                         ));
                     } else {
                         self.accepted_in_window += 1;
@@ -399,6 +420,7 @@ async fn client(
             login_done: Instant::now(),
             logout_sent: None,
             logout_done: None,
+            logout_side: 0,
         };
         let mut alive = true;
         for _ in 0..=rng.below(8) {
@@ -443,7 +465,10 @@ async fn client(
             {
                 match record {
                     Some(i) => shared.logout_alls[user].lock().unwrap()[i].done = Some(done),
-                    None => t.logout_done = Some(done),
+                    None => {
+                        t.logout_done = Some(done);
+                        t.logout_side = side;
+                    }
                 }
                 propagation(&http, addrs, side, &t, done, &shared, &mut stats).await;
                 shared.remember(t);
@@ -503,12 +528,10 @@ async fn propagation(
         }
         tokio::task::yield_now().await;
     }
+    let sent = Instant::now();
     shared.requests.fetch_add(1, Ordering::Relaxed);
-    if let Some(reply) = stats.record(Op::Me, http.me(addrs[side], &t.token).await)
-        && reply.status == StatusCode::OK
-    {
-        stats.own_instance_accepted += 1;
-        stats.example("the instance that answered 204 accepted the token".to_owned());
+    if let Some(reply) = stats.record(Op::Me, http.me(addrs[side], &t.token).await) {
+        stats.judge(shared, t, sent, &reply, side);
     }
 }
 
@@ -521,15 +544,31 @@ struct Sample {
     rss_b: u64,
     rss_redis: u64,
     denylist: u64,
+    feed: u64,
     phase: &'static str,
 }
 
-fn integer_reply(reply: &[u8]) -> u64 {
-    std::str::from_utf8(reply)
-        .ok()
-        .and_then(|s| s.trim().strip_prefix(':'))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+/// A command with an integer reply, over a connection of its own (0 on any failure: the
+/// sampler runs on a thread where the support server's handle is not).
+fn redis_integer(port: u16, args: &[&str]) -> u64 {
+    use std::io::{Read, Write};
+    let run = || -> std::io::Result<u64> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let mut request = format!("*{}\r\n", args.len());
+        for a in args {
+            let _ = write!(request, "${}\r\n{a}\r\n", a.len());
+        }
+        s.write_all(request.as_bytes())?;
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf)?;
+        Ok(std::str::from_utf8(&buf[..n])
+            .ok()
+            .and_then(|s| s.trim().strip_prefix(':'))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
+    };
+    run().unwrap_or(0)
 }
 
 /// Samples memory every `every` on a thread of its own, until `stop`.
@@ -564,18 +603,8 @@ fn sample(
     start: Instant,
     phase: &[Arc<AtomicBool>; 2],
 ) -> Sample {
-    // ZCARD over a raw connection (the support server's `command` needs the server).
-    let denylist = std::net::TcpStream::connect(("127.0.0.1", redis_port))
-        .and_then(|mut s| {
-            use std::io::{Read, Write};
-            s.set_read_timeout(Some(Duration::from_secs(2)))?;
-            let key = "tower-jwt-auth:denylist";
-            write!(s, "*2\r\n$5\r\nZCARD\r\n${}\r\n{key}\r\n", key.len())?;
-            let mut buf = [0u8; 64];
-            let n = s.read(&mut buf)?;
-            Ok(integer_reply(&buf[..n]))
-        })
-        .unwrap_or(0);
+    let denylist = redis_integer(redis_port, &["ZCARD", "tower-jwt-auth:denylist"]);
+    let feed = redis_integer(redis_port, &["XLEN", "tower-jwt-auth:feed"]);
     Sample {
         at: start.elapsed(),
         requests: shared.requests.load(Ordering::Relaxed),
@@ -583,6 +612,7 @@ fn sample(
         rss_b: rss_kib(pids[1]).unwrap_or(0),
         rss_redis: rss_kib(pids[2]).unwrap_or(0),
         denylist,
+        feed,
         phase: if phase[1].load(Ordering::Relaxed) {
             "drain"
         } else if phase[0].load(Ordering::Relaxed) {
@@ -874,9 +904,12 @@ fn report(
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "| t (s) | phase | requests/s | RSS a (MiB) | RSS b (MiB) | RSS redis (MiB) | denylist in Redis |"
+        "| t (s) | phase | requests/s | RSS a (MiB) | RSS b (MiB) | RSS redis (MiB) | denylist in Redis | feed entries |"
     );
-    let _ = writeln!(out, "| ---: | --- | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(
+        out,
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     let mut previous: Option<&Sample> = None;
     for s in samples {
         let rate = previous.map_or(0.0, |p| {
@@ -884,14 +917,15 @@ fn report(
         });
         let _ = writeln!(
             out,
-            "| {:.0} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} |",
+            "| {:.0} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} |",
             s.at.as_secs_f64(),
             s.phase,
             rate,
             s.rss_a as f64 / 1024.0,
             s.rss_b as f64 / 1024.0,
             s.rss_redis as f64 / 1024.0,
-            s.denylist
+            s.denylist,
+            s.feed
         );
         previous = Some(s);
     }

@@ -65,7 +65,12 @@ fn build() -> PathBuf {
         .expect("a profile directory")
         .to_owned();
     let target_dir = profile_dir.parent().expect("a target directory");
+    // Exactly this test's features ("default" is one too), so the library is not built
+    // again with another set.
     let mut features = vec!["redis"];
+    if cfg!(feature = "default") {
+        features.push("default");
+    }
     if cfg!(feature = "rust_crypto") {
         features.push("rust_crypto");
     }

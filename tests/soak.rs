@@ -16,6 +16,7 @@
 //! | `SOAK_SAMPLE_SECS` | 5 | how often memory is sampled |
 //! | `SOAK_LOGOUT_PERMILLE` | 600 | sessions that end with a logout |
 //! | `SOAK_LOGOUT_ALL_PERMILLE` | 3 | sessions that end with a logout-all instead |
+//! | `SOAK_APPENDFSYNC` | `everysec` | Redis's `appendfsync` (`always` makes every reply wait for an fsync; see RELIABILITY.md) |
 //! | `SOAK_REPORT` | unset | also write the report (Markdown) to this file |
 //!
 //! Each client runs sessions: log in (alice or bob) on either instance, call `/me` one to
@@ -78,7 +79,7 @@ fn setting<T: FromStr>(name: &str, default: T) -> T {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Settings {
     secs: u64,
     clients: usize,
@@ -88,6 +89,7 @@ struct Settings {
     sample: Duration,
     logout_permille: u32,
     logout_all_permille: u32,
+    appendfsync: String,
 }
 
 impl Settings {
@@ -101,6 +103,7 @@ impl Settings {
             sample: Duration::from_secs(setting("SOAK_SAMPLE_SECS", 5)),
             logout_permille: setting("SOAK_LOGOUT_PERMILLE", 600),
             logout_all_permille: setting("SOAK_LOGOUT_ALL_PERMILLE", 3),
+            appendfsync: setting("SOAK_APPENDFSYNC", "everysec".to_owned()),
         }
     }
 }
@@ -170,6 +173,12 @@ struct Shared {
     requests: AtomicU64,
     settings: Settings,
     start: Instant,
+    /// The longest propagation since the last sample (µs).
+    max_propagation_us: AtomicU64,
+    /// Requests that got a revoked token accepted past the window, so far.
+    late_accepts: AtomicU64,
+    /// The distinct tokens accepted past the window.
+    late_tokens: Mutex<std::collections::HashSet<Arc<str>>>,
 }
 
 impl Shared {
@@ -363,6 +372,12 @@ impl Stats {
                     let lag = sent - since;
                     if lag > window {
                         self.revoked_accepted += 1;
+                        shared.late_accepts.fetch_add(1, Ordering::Relaxed);
+                        shared
+                            .late_tokens
+                            .lock()
+                            .unwrap()
+                            .insert(Arc::clone(&t.token));
                         self.max_violation_lag = self.max_violation_lag.max(lag);
                         *self
                             .violations_per_sec
@@ -401,7 +416,7 @@ async fn client(
 ) -> Stats {
     let mut stats = Stats::default();
     let mut rng = Rng::new();
-    let settings = shared.settings;
+    let settings = &shared.settings;
     while Instant::now() < deadline {
         let user = rng.below(2) as usize;
         let login_sent = Instant::now();
@@ -513,9 +528,11 @@ async fn propagation(
         };
         stats.judge(shared, t, sent, &reply, 1 - side);
         if reply.status != StatusCode::OK {
-            stats
-                .propagation_us
-                .push(u32::try_from((sent - done).as_micros()).unwrap_or(u32::MAX));
+            let us = u32::try_from((sent - done).as_micros()).unwrap_or(u32::MAX);
+            stats.propagation_us.push(us);
+            shared
+                .max_propagation_us
+                .fetch_max(u64::from(us), Ordering::Relaxed);
             break;
         }
         if done.elapsed() > PROPAGATION_LIMIT {
@@ -526,7 +543,7 @@ async fn propagation(
             ));
             break;
         }
-        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let sent = Instant::now();
     shared.requests.fetch_add(1, Ordering::Relaxed);
@@ -546,29 +563,116 @@ struct Sample {
     denylist: u64,
     feed: u64,
     phase: &'static str,
+    /// CPU time used so far by both servers, Redis and the driver (clock ticks).
+    cpu_ticks: u64,
+    /// The host's one-minute load average.
+    load: f64,
+    /// The longest propagation since the previous sample.
+    max_propagation: Duration,
+    late_accepts: u64,
 }
 
-/// A command with an integer reply, over a connection of its own (0 on any failure: the
-/// sampler runs on a thread where the support server's handle is not).
-fn redis_integer(port: u16, args: &[&str]) -> u64 {
-    use std::io::{Read, Write};
-    let run = || -> std::io::Result<u64> {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-        s.set_read_timeout(Some(Duration::from_secs(2)))?;
-        let mut request = format!("*{}\r\n", args.len());
-        for a in args {
-            let _ = write!(request, "${}\r\n{a}\r\n", a.len());
+/// A RESP reply, as far as the report needs one.
+#[derive(Debug)]
+enum Resp {
+    Int(i64),
+    Text(String),
+    Array(Vec<Resp>),
+    Nil,
+}
+
+fn read_resp(r: &mut impl std::io::BufRead) -> std::io::Result<Resp> {
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let line = line.trim_end();
+    let (kind, rest) = line.split_at(line.len().min(1));
+    let bad = || std::io::Error::other(format!("unexpected reply {line:?}"));
+    Ok(match kind {
+        ":" => Resp::Int(rest.parse().map_err(|_| bad())?),
+        "+" | "-" => Resp::Text(rest.to_owned()),
+        "$" => {
+            let len: i64 = rest.parse().map_err(|_| bad())?;
+            if len < 0 {
+                return Ok(Resp::Nil);
+            }
+            let mut body = vec![0; usize::try_from(len).map_err(|_| bad())? + 2];
+            r.read_exact(&mut body)?;
+            body.truncate(body.len() - 2);
+            Resp::Text(String::from_utf8_lossy(&body).into_owned())
         }
-        s.write_all(request.as_bytes())?;
-        let mut buf = [0u8; 64];
-        let n = s.read(&mut buf)?;
-        Ok(std::str::from_utf8(&buf[..n])
-            .ok()
-            .and_then(|s| s.trim().strip_prefix(':'))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0))
+        "*" => {
+            let n: i64 = rest.parse().map_err(|_| bad())?;
+            let mut items = Vec::new();
+            for _ in 0..n.max(0) {
+                items.push(read_resp(r)?);
+            }
+            Resp::Array(items)
+        }
+        _ => return Err(bad()),
+    })
+}
+
+/// One command over a connection of its own.
+fn redis_query(port: u16, args: &[&str]) -> std::io::Result<Resp> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut request = format!("*{}\r\n", args.len());
+    for a in args {
+        let _ = write!(request, "${}\r\n{a}\r\n", a.len());
+    }
+    s.write_all(request.as_bytes())?;
+    read_resp(&mut std::io::BufReader::new(s))
+}
+
+/// Redis's `LATENCY LATEST`: the slowest of each kind of event (ms), e.g. `aof-fsync-always`.
+fn redis_latency(port: u16) -> Vec<(String, i64)> {
+    let Ok(Resp::Array(events)) = redis_query(port, &["LATENCY", "LATEST"]) else {
+        return Vec::new();
     };
-    run().unwrap_or(0)
+    events
+        .into_iter()
+        .filter_map(|e| match e {
+            Resp::Array(fields) => match fields.as_slice() {
+                [Resp::Text(name), _, _, Resp::Int(max), ..] => Some((name.clone(), *max)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// utime + stime of a process, in clock ticks (`/proc/<pid>/stat`).
+fn cpu_ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().and_then(|f| f.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// A command with an integer reply (0 on any failure).
+fn redis_integer(port: u16, args: &[&str]) -> u64 {
+    match redis_query(port, args) {
+        Ok(Resp::Int(n)) => u64::try_from(n).unwrap_or(0),
+        _ => 0,
+    }
 }
 
 /// Samples memory every `every` on a thread of its own, until `stop`.
@@ -613,6 +717,12 @@ fn sample(
         rss_redis: rss_kib(pids[2]).unwrap_or(0),
         denylist,
         feed,
+        cpu_ticks: pids.iter().map(|&p| cpu_ticks(p)).sum::<u64>() + cpu_ticks(std::process::id()),
+        load: load_average(),
+        max_propagation: Duration::from_micros(
+            shared.max_propagation_us.swap(0, Ordering::Relaxed),
+        ),
+        late_accepts: shared.late_accepts.load(Ordering::Relaxed),
         phase: if phase[1].load(Ordering::Relaxed) {
             "drain"
         } else if phase[0].load(Ordering::Relaxed) {
@@ -621,6 +731,10 @@ fn sample(
             "load"
         },
     }
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -635,7 +749,13 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 #[ignore = "soak: run scripts/soak"]
 fn soak() {
     let settings = Settings::from_env();
-    let redis = RedisServer::start();
+    // Redis records how long its fsyncs (and other slow events) take, for the report.
+    let redis = RedisServer::start_with(&[
+        "--appendfsync",
+        &settings.appendfsync,
+        "--latency-monitor-threshold",
+        "5",
+    ]);
     let env = |name: &str| {
         ExampleServer::start(
             name,
@@ -655,8 +775,11 @@ fn soak() {
         logout_alls: [Mutex::default(), Mutex::default()],
         pool: Mutex::default(),
         requests: AtomicU64::new(0),
-        settings,
+        settings: settings.clone(),
         start: Instant::now(),
+        max_propagation_us: AtomicU64::new(0),
+        late_accepts: AtomicU64::new(0),
+        late_tokens: Mutex::default(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -728,15 +851,15 @@ fn soak() {
     stop.store(true, Ordering::Relaxed);
     let samples = samples.join().expect("the sampler");
 
-    let report = report(
-        &settings,
-        &mut stats,
-        &samples,
+    let outcome = Outcome {
         load_time,
         total,
-        pool.len(),
+        pool: pool.len(),
         late,
-    );
+        late_tokens: shared.late_tokens.lock().unwrap().len(),
+        redis_latency: redis_latency(redis.port()),
+    };
+    let report = report(&settings, &mut stats, &samples, &outcome);
     println!("{report}");
     if let Ok(path) = std::env::var("SOAK_REPORT") {
         std::fs::write(&path, &report).expect("write the report");
@@ -797,21 +920,34 @@ fn assert_memory_flat(settings: &Settings, samples: &[Sample]) {
     }
 }
 
-fn report(
-    settings: &Settings,
-    stats: &mut Stats,
-    samples: &[Sample],
+/// The run's totals besides the clients' statistics.
+struct Outcome {
     load_time: Duration,
     total: u64,
+    /// Revoked tokens checked at the end, and how many of them were accepted.
     pool: usize,
     late: u64,
-) -> String {
+    /// Distinct tokens accepted past the window.
+    late_tokens: usize,
+    /// The slowest event of each kind Redis recorded (ms).
+    redis_latency: Vec<(String, i64)>,
+}
+
+fn report(settings: &Settings, stats: &mut Stats, samples: &[Sample], outcome: &Outcome) -> String {
+    let Outcome {
+        load_time,
+        total,
+        pool,
+        late,
+        late_tokens,
+        ref redis_latency,
+    } = *outcome;
     let secs = load_time.as_secs_f64();
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "### Soak: {} s, {} clients, ACCESS_TOKEN_TTL={} s, JWT_LEEWAY={} s\n",
-        settings.secs, settings.clients, settings.ttl, settings.leeway
+        "### Soak: {} s, {} clients, ACCESS_TOKEN_TTL={} s, JWT_LEEWAY={} s, appendfsync {}\n",
+        settings.secs, settings.clients, settings.ttl, settings.leeway, settings.appendfsync
     );
     let _ = writeln!(
         out,
@@ -864,10 +1000,6 @@ fn report(
         ("5xx answers", stats.server_errors),
         ("calls without an answer within 5 s", stats.failures),
         (
-            "revoked tokens accepted later than the window after the 204",
-            stats.revoked_accepted,
-        ),
-        (
             "valid (unrevoked, unexpired) tokens refused",
             stats.valid_refused,
         ),
@@ -882,6 +1014,12 @@ fn report(
     ] {
         let _ = writeln!(out, "| {what} | {n} |");
     }
+    let _ = writeln!(
+        out,
+        "| requests that got a revoked token accepted later than the window after the 204 | {} ({late_tokens} tokens; latest sent {:.1} ms after the 204) |",
+        stats.revoked_accepted,
+        stats.max_violation_lag.as_secs_f64() * 1000.0
+    );
     let _ = writeln!(
         out,
         "| requests accepted within the {:?} window after a 204 (latest sent after the 204) | {} ({:.3} ms) |",
@@ -901,26 +1039,50 @@ fn report(
         out,
         "| revoked tokens checked at the end | {pool} on both instances |"
     );
+    let events: Vec<String> = redis_latency
+        .iter()
+        .map(|(name, ms)| format!("{name} {ms} ms"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "| Redis's slowest events (`LATENCY LATEST`, over 5 ms) | {} |",
+        if events.is_empty() {
+            "none".to_owned()
+        } else {
+            events.join(", ")
+        }
+    );
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "| t (s) | phase | requests/s | RSS a (MiB) | RSS b (MiB) | RSS redis (MiB) | denylist in Redis | feed entries |"
+        "| t (s) | phase | requests/s | CPU used (of {} CPUs) | load avg | max propagation (ms) | late accepts | RSS a (MiB) | RSS b (MiB) | RSS redis (MiB) | denylist in Redis | feed entries |",
+        cpus()
     );
     let _ = writeln!(
         out,
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     let mut previous: Option<&Sample> = None;
     for s in samples {
-        let rate = previous.map_or(0.0, |p| {
-            (s.requests - p.requests) as f64 / (s.at - p.at).as_secs_f64().max(1e-3)
+        let (rate, cpu, late) = previous.map_or((0.0, 0.0, 0), |p| {
+            let secs = (s.at - p.at).as_secs_f64().max(1e-3);
+            (
+                (s.requests - p.requests) as f64 / secs,
+                // Clock ticks are 1/100 s on Linux.
+                (s.cpu_ticks.saturating_sub(p.cpu_ticks)) as f64 / secs,
+                s.late_accepts - p.late_accepts,
+            )
         });
         let _ = writeln!(
             out,
-            "| {:.0} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            "| {:.0} | {} | {:.0} | {:.0} % | {:.1} | {:.1} | {} | {:.1} | {:.1} | {:.1} | {} | {} |",
             s.at.as_secs_f64(),
             s.phase,
             rate,
+            cpu,
+            s.load,
+            s.max_propagation.as_secs_f64() * 1000.0,
+            late,
             s.rss_a as f64 / 1024.0,
             s.rss_b as f64 / 1024.0,
             s.rss_redis as f64 / 1024.0,

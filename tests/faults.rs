@@ -13,7 +13,9 @@
 //! - a logout is answered 503 (never 204) when Redis cannot confirm it; a logout answered
 //!   204 is refused on both instances within the propagation window, and then forever
 //!   (a prober keeps trying every such token on both instances throughout);
-//! - both instances recover by themselves once Redis is back.
+//! - both instances recover by themselves once Redis is back;
+//! - an instance paused for longer than the window (SIGSTOP) does not accept a token
+//!   logged out meanwhile once it resumes: 503 until it has caught up, then 401.
 //!
 //! The example server is built once per run (`cargo build --example server`, same
 //! profile and features as this test) and configured through its environment, with a
@@ -694,4 +696,54 @@ async fn redis_refusing_connections_at_start_up() {
     }
     let reply = answered("/me", http.me(b.addr(), &token).await, FAST);
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+}
+
+/// An instance paused (SIGSTOP, as a VM pause or a swapped-out process would) for longer
+/// than the staleness window while the other logs a token out: once resumed, it must not
+/// accept that token, neither from a mirror it had not confirmed for that long nor
+/// afterwards. (A request that arrived during the pause is answered once it resumes.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_paused_longer_than_the_window_does_not_accept_what_it_missed() {
+    let _one_at_a_time = exclusive().await;
+    let c = Cluster::start();
+    let (alice, _bob, _gone) = healthy(&c).await;
+    const PROBES: usize = 100;
+    let mut accepted = 0;
+    for round in 0..2 {
+        let token = c.login(c.a.addr(), "alice").await;
+        assert_eq!(c.me_both(&token).await, [StatusCode::OK; 2]);
+        c.b.signal("-STOP");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let reply = c.logout(c.a.addr(), &token, false).await;
+        assert_eq!(reply.status, StatusCode::NO_CONTENT);
+        // b cannot have it: it is stopped. Its mirror is now older than the window.
+        tokio::time::sleep(STALENESS + Duration::from_millis(500)).await;
+        // Asked while stopped, answered once resumed; and asked again and again as it
+        // catches up.
+        let http = c.http.clone();
+        let (addr, t) = (c.b.addr(), token.clone());
+        let pending = tokio::spawn(async move { http.me(addr, &t).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c.b.signal("-CONT");
+        let mut statuses = vec![answered("/me", pending.await.unwrap(), HTTP_LIMIT).status];
+        for _ in 0..PROBES {
+            statuses.push(c.me(c.b.addr(), &token).await);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+        let unavailable = statuses.iter().filter(|s| s.as_u16() == 503).count();
+        eprintln!(
+            "round {round}: once resumed, b answered {ok} × 200, {unavailable} × 503, the rest 401"
+        );
+        accepted += ok;
+        assert!(
+            statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED
+                || *s == StatusCode::SERVICE_UNAVAILABLE
+                || *s == StatusCode::OK),
+            "{statuses:?}"
+        );
+        c.both_recover(&alice, Instant::now()).await;
+        c.refused_everywhere(&token).await;
+    }
+    assert_eq!(accepted, 0);
 }

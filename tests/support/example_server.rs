@@ -310,7 +310,16 @@ impl ExampleServer {
         rss_kib(self.pid)
     }
 
-    /// Kills it (SIGKILL) and reaps the wrapper.
+    /// Sends a signal (`-STOP`, `-CONT`, ...) to the server process.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {}", self.pid);
+    }
+
+    /// Kills it (SIGKILL, which also ends a stopped process) and reaps the wrapper.
     pub fn kill(&mut self) {
         if let Some(mut stdin) = self.stdin.take() {
             let _ = stdin.flush();

@@ -17,6 +17,9 @@
 //!
 //! Prints `listening on http://ADDR` on stdout once bound. `POST /logout` records the
 //! token's `jti` with `SET baseline:revoked:<jti> 1 EX <seconds to exp + leeway>`.
+//! `GET /me-open` is the control: `/me`'s work and body (a clone of claims of the same
+//! shape, serialized) with no authentication at all, so that the cost of a bigger request
+//! and response can be told apart from the cost of checking the token.
 //! Without the `serve` argument (as `cargo bench` runs it, with `--bench`) it does
 //! nothing.
 
@@ -56,6 +59,8 @@ struct Auth {
     key: DecodingKey,
     validation: Validation,
     redis: ConnectionManager,
+    /// Claims shaped like the example server's tokens, for `/me-open`.
+    sample: Claims,
 }
 
 fn unauthorized(description: &'static str) -> Response {
@@ -123,10 +128,18 @@ async fn me(Extension(claims): Extension<Claims>) -> Response {
     ([NO_STORE], Json(claims)).into_response()
 }
 
-async fn logout(State(auth): State<Arc<Auth>>, Extension(claims): Extension<Claims>) -> Response {
-    let now = std::time::SystemTime::now()
+async fn me_open(State(auth): State<Arc<Auth>>) -> Response {
+    ([NO_STORE], Json(auth.sample.clone())).into_response()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn logout(State(auth): State<Arc<Auth>>, Extension(claims): Extension<Claims>) -> Response {
+    let now = now();
     let ttl = (claims.exp + LEEWAY_SECS).saturating_sub(now).max(1);
     let mut redis = auth.redis.clone();
     let key = format!("{PREFIX}{}", claims.jti);
@@ -155,6 +168,13 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
         key: DecodingKey::from_secret(secret.as_bytes())?,
         validation,
         redis,
+        sample: Claims {
+            sub: "alice".into(),
+            exp: now() + 900,
+            iat: now(),
+            jti: "oo7BdP-FQUSnyDjyvyeVVw".into(),
+            iat_us: Some(now() * 1_000_000),
+        },
     });
     let protected = Router::new()
         .route("/me", get(me))
@@ -162,6 +182,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
         .route_layer(middleware::from_fn_with_state(auth.clone(), authenticate));
     let app = Router::new()
         .route("/health", get(health))
+        .route("/me-open", get(me_open))
         .merge(protected)
         .layer(middleware::from_fn(log_request))
         .with_state(auth);

@@ -12,27 +12,13 @@ mod redis_server;
 use std::time::{Duration, Instant};
 
 use conformance::{now_micros, now_secs, token, unique};
-use redis_server::RedisServer;
+use redis_server::{RedisServer, connect, ready};
 use tower_jwt_auth::RevocationStatus::{Active, Revoked};
 use tower_jwt_auth::{
-    Check, RedisConfig, RedisStore, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff,
-    TokenInfo,
+    RedisStore, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff, TokenInfo,
 };
 
 const SAMPLES: usize = 500;
-
-async fn connect(server: &RedisServer, prefix: &str) -> RedisStore {
-    RedisStore::connect(RedisConfig::new(server.url()).prefix(prefix))
-        .await
-        .expect("connect to the test redis-server")
-}
-
-fn ready(store: &RedisStore, t: &TokenInfo) -> RevocationStatus {
-    match store.check(t) {
-        Check::Ready(result) => result.expect("check failed"),
-        Check::Pending(_) => panic!("the Redis store must answer checks synchronously"),
-    }
-}
 
 /// Polls `store` every 10 µs until `t` has `want`; returns how long that took, or panics
 /// after 5 s. The poller sleeps between checks (rather than spinning) so that it does not

@@ -11,10 +11,10 @@ use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use conformance::{now_micros, now_secs, status, token, unique};
-use redis_server::RedisServer;
+use redis_server::{RedisServer, connect, ready};
 use tower_jwt_auth::RevocationStatus::{Active, Revoked};
 use tower_jwt_auth::{
-    Check, JwtAuthLayer, RedisConfig, RedisStore, RevocationStatus, RevocationStore, SubjectCutoff,
+    JwtAuthLayer, RedisConfig, RedisStore, RevocationStatus, RevocationStore, SubjectCutoff,
     TokenInfo, TokenIssuer, VerificationKey,
 };
 
@@ -27,19 +27,6 @@ async fn fresh_redis_store() -> RedisStore {
 }
 
 conformance::suite!(fresh_redis_store);
-
-async fn connect(server: &RedisServer, prefix: &str) -> RedisStore {
-    RedisStore::connect(RedisConfig::new(server.url()).prefix(prefix))
-        .await
-        .expect("connect to the test redis-server")
-}
-
-fn ready(store: &RedisStore, t: &TokenInfo) -> RevocationStatus {
-    match store.check(t) {
-        Check::Ready(result) => result.expect("check failed"),
-        Check::Pending(_) => panic!("the Redis store must answer checks synchronously"),
-    }
-}
 
 /// Polls `store` until `t` has `want`; returns how long that took, or panics after 5 s.
 async fn wait_for(store: &RedisStore, t: &TokenInfo, want: RevocationStatus) -> Duration {

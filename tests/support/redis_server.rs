@@ -253,3 +253,26 @@ impl Drop for RedisServer {
         }
     }
 }
+
+/// A `RedisStore` on `server` under `prefix`, with the default settings.
+pub async fn connect(server: &RedisServer, prefix: &str) -> tower_jwt_auth::RedisStore {
+    tower_jwt_auth::RedisStore::connect(
+        tower_jwt_auth::RedisConfig::new(server.url()).prefix(prefix),
+    )
+    .await
+    .expect("connect to the test redis-server")
+}
+
+/// The store's answer for `t`, which a Redis store must give synchronously.
+pub fn ready(
+    store: &tower_jwt_auth::RedisStore,
+    t: &tower_jwt_auth::TokenInfo,
+) -> tower_jwt_auth::RevocationStatus {
+    use tower_jwt_auth::RevocationStore;
+    match store.check(t) {
+        tower_jwt_auth::Check::Ready(result) => result.expect("check failed"),
+        tower_jwt_auth::Check::Pending(_) => {
+            panic!("the Redis store must answer checks synchronously")
+        }
+    }
+}

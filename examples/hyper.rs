@@ -85,10 +85,7 @@ async fn login(req: Request<Incoming>, issuer: &TokenIssuer) -> Response<Body> {
 }
 
 /// The routes behind the layer: the claims and the token handle are in the extensions.
-async fn protected(
-    req: Request<Incoming>,
-    revoker: Revoker<MemoryStore>,
-) -> Result<Response<Body>, Infallible> {
+async fn protected(req: Request<Incoming>, revoker: Revoker) -> Result<Response<Body>, Infallible> {
     let ext = req.extensions();
     let (Some(claims), Some(token)) = (ext.get::<Claims>(), ext.get::<TokenInfo>()) else {
         return Ok(error(StatusCode::INTERNAL_SERVER_ERROR, "no auth layer"));

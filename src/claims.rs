@@ -143,6 +143,30 @@ impl TokenInfo {
         )
     }
 
+    /// The handle of a token [`TokenIssuer`](crate::TokenIssuer) just signed.
+    pub(crate) fn issued(
+        iss: Option<String>,
+        sub: &str,
+        jti: String,
+        iat_us: u64,
+        exp: u64,
+        aud: &[String],
+    ) -> Self {
+        Self {
+            reg: Arc::new(Registered {
+                iss,
+                sub: sub.to_owned(),
+                aud: Audience(aud.to_vec()),
+                exp,
+                nbf: None,
+                iat: iat_us / 1_000_000,
+                jti,
+                iat_us: Some(iat_us),
+            }),
+            location: TokenLocation::Header,
+        }
+    }
+
     fn build(
         issuer: Option<&str>,
         subject: &str,

@@ -70,26 +70,63 @@ impl StdError for ConfigError {
     }
 }
 
-/// A revocation (logout) that was **not** recorded: the store failed or timed out.
+/// What kind of failure a [`RevokeError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RevokeErrorKind {
+    /// The store failed or timed out: the revocation was **not** recorded. The store's
+    /// error is the [`source`](StdError::source). Answer 503; the client may retry.
+    Unrecorded,
+    /// The token given to [`Revoker::revoke_token`](crate::Revoker::revoke_token) does
+    /// not verify, so there is nothing to revoke; the
+    /// [`Rejection`](crate::Rejection) says why.
+    InvalidToken,
+}
+
+/// A revocation (logout) that was **not** done.
 ///
-/// A handler must not report the logout as done; the example server answers 503 and
-/// leaves the cookie in place. The store's error is the [`source`](StdError::source).
+/// A handler must not report the logout as done; the example server answers 503 for
+/// [`RevokeErrorKind::Unrecorded`] and leaves the cookie in place.
 #[derive(Debug)]
 pub struct RevokeError {
+    kind: RevokeErrorKind,
     source: BoxError,
 }
 
 impl RevokeError {
-    pub(crate) fn new(source: impl Into<BoxError>) -> Self {
+    pub(crate) fn unrecorded(source: impl Into<BoxError>) -> Self {
         Self {
+            kind: RevokeErrorKind::Unrecorded,
             source: source.into(),
         }
+    }
+
+    pub(crate) fn invalid_token(rejection: crate::Rejection) -> Self {
+        Self {
+            kind: RevokeErrorKind::InvalidToken,
+            source: Box::new(rejection),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> RevokeErrorKind {
+        self.kind
+    }
+
+    /// For [`RevokeErrorKind::InvalidToken`], why the token was refused.
+    pub fn rejection(&self) -> Option<&crate::Rejection> {
+        self.source.downcast_ref()
     }
 }
 
 impl fmt::Display for RevokeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the revocation could not be recorded by the revocation store")
+        f.write_str(match self.kind {
+            RevokeErrorKind::Unrecorded => {
+                "the revocation could not be recorded by the revocation store"
+            }
+            RevokeErrorKind::InvalidToken => "the token to revoke is not valid",
+        })
     }
 }
 
@@ -99,17 +136,35 @@ impl StdError for RevokeError {
     }
 }
 
-/// A token could not be issued: the claims could not be serialized, collide with a
-/// registered claim, or the signing failed.
+/// What kind of failure an [`IssueError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IssueErrorKind {
+    /// The custom claims do not serialize to a JSON object, or use a registered claim
+    /// name.
+    InvalidClaims,
+    /// The configured lifetime would make the token dead on arrival: under one second,
+    /// or over the [`max_lifetime`](crate::TokenIssuer::max_lifetime) that the layer
+    /// accepts.
+    InvalidLifetime,
+    /// No randomness was available for the token id.
+    NoRandomness,
+    /// The signing itself failed.
+    Signing,
+}
+
+/// A token could not be issued; [`kind`](Self::kind) says why.
 #[derive(Debug)]
 pub struct IssueError {
+    kind: IssueErrorKind,
     message: &'static str,
     source: Option<BoxError>,
 }
 
 impl IssueError {
-    pub(crate) fn new(message: &'static str) -> Self {
+    pub(crate) fn new(kind: IssueErrorKind, message: &'static str) -> Self {
         Self {
+            kind,
             message,
             source: None,
         }
@@ -118,6 +173,11 @@ impl IssueError {
     pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.source = Some(source.into());
         self
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> IssueErrorKind {
+        self.kind
     }
 }
 

@@ -10,16 +10,15 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::layer::Shared;
+use crate::auth::{Auth, store_answer};
 use crate::rejection::OnRejection;
-use crate::service::{reject, status_rejection};
 use crate::store::RevocationStore;
 
 /// What a pending revocation check holds until it answers.
 struct Waiting<S, R, F, ReqBody> {
     inner: S,
     request: Request<ReqBody>,
-    shared: Arc<Shared<R, F>>,
+    auth: Arc<Auth<R, F>>,
 }
 
 pin_project! {
@@ -78,7 +77,7 @@ where
         check: R::CheckFuture,
         inner: S,
         request: Request<ReqBody>,
-        shared: Arc<Shared<R, F>>,
+        auth: Arc<Auth<R, F>>,
     ) -> Self {
         Self {
             state: State::Checking {
@@ -86,7 +85,7 @@ where
                 waiting: Some(Waiting {
                     inner,
                     request,
-                    shared,
+                    auth,
                 }),
             },
         }
@@ -116,16 +115,16 @@ where
                     let Waiting {
                         mut inner,
                         request,
-                        shared,
+                        auth,
                     } = waiting
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    let next = match status_rejection(result) {
-                        None => State::Inner {
+                    let next = match store_answer(result) {
+                        Ok(()) => State::Inner {
                             future: inner.call(request),
                         },
-                        Some(rejection) => State::Rejected {
-                            response: Some(reject(&shared.on_rejection, rejection)),
+                        Err(rejection) => State::Rejected {
+                            response: Some(auth.respond(rejection)),
                         },
                     };
                     this.state.set(next);

@@ -10,8 +10,10 @@ use http::HeaderValue;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 
+use crate::claims::TokenInfo;
 use crate::clock;
-use crate::error::{ConfigError, ConfigErrorKind, IssueError};
+use crate::error::{ConfigError, ConfigErrorKind, IssueError, IssueErrorKind};
+use crate::layer::DEFAULT_MAX_TOKEN_LIFETIME;
 use crate::verify::{check_secret, ensure_crypto_backend};
 
 /// Claim names this crate sets itself; custom claims may not use them.
@@ -25,6 +27,7 @@ pub struct TokenIssuer {
     key: EncodingKey,
     header: Header,
     lifetime: Duration,
+    max_lifetime: Duration,
     issuer: Option<String>,
     audience: Vec<String>,
 }
@@ -64,6 +67,7 @@ impl TokenIssuer {
             key,
             header,
             lifetime: DEFAULT_TOKEN_LIFETIME,
+            max_lifetime: DEFAULT_MAX_TOKEN_LIFETIME,
             issuer: None,
             audience: Vec::new(),
         })
@@ -85,50 +89,57 @@ impl TokenIssuer {
 
     /// Sets the `kid` header, naming the key that verifies these tokens.
     #[must_use]
-    pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
+    pub fn kid(mut self, kid: impl Into<String>) -> Self {
         self.header.kid = Some(kid.into());
         self
     }
 
     /// Sets the `typ` header (default `JWT`; RFC 9068 access tokens use `at+jwt`).
     #[must_use]
-    pub fn with_typ(mut self, typ: impl Into<String>) -> Self {
+    pub fn typ(mut self, typ: impl Into<String>) -> Self {
         self.header.typ = Some(typ.into());
         self
     }
 
-    /// Sets the token lifetime (default 15 minutes). Keep it within the layer's
-    /// [`max_token_lifetime`](crate::JwtAuthLayerBuilder::max_token_lifetime).
+    /// Sets the token lifetime (default 15 minutes), in whole seconds. It must be at
+    /// least one second and at most [`max_lifetime`](Self::max_lifetime), or
+    /// [`issue`](Self::issue) refuses to sign tokens that would be dead on arrival.
     #[must_use]
-    pub fn with_lifetime(mut self, lifetime: Duration) -> Self {
+    pub fn lifetime(mut self, lifetime: Duration) -> Self {
         self.lifetime = lifetime;
+        self
+    }
+
+    /// The longest lifetime the verifying layers accept (default 24 h, the layer's
+    /// default): set it to the layer's
+    /// [`max_token_lifetime`](crate::JwtAuthLayerBuilder::max_token_lifetime) when that
+    /// is changed, so that a lifetime the layer would refuse is caught here.
+    #[must_use]
+    pub fn max_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime = max;
         self
     }
 
     /// Sets the `iss` claim.
     #[must_use]
-    pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = Some(issuer.into());
         self
     }
 
     /// Adds an audience to the `aud` claim.
     #[must_use]
-    pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audience.push(audience.into());
         self
-    }
-
-    /// The configured lifetime.
-    pub fn lifetime(&self) -> Duration {
-        self.lifetime
     }
 
     /// Signs a token for `subject` with no custom claims.
     ///
     /// # Errors
     ///
-    /// [`IssueError`] if no randomness is available or signing fails.
+    /// [`IssueError`] if the lifetime is out of bounds, no randomness is available or
+    /// signing fails.
     pub fn issue(&self, subject: &str) -> Result<IssuedToken, IssueError> {
         self.issue_with(subject, &())
     }
@@ -140,36 +151,61 @@ impl TokenIssuer {
     /// # Errors
     ///
     /// [`IssueError`] if the custom claims are not an object or collide with a registered
-    /// claim, no randomness is available, or signing fails.
+    /// claim ([`IssueErrorKind::InvalidClaims`]), the lifetime is under a second or over
+    /// the [`max_lifetime`](Self::max_lifetime) ([`IssueErrorKind::InvalidLifetime`]),
+    /// no randomness is available, or signing fails.
     pub fn issue_with<C: Serialize>(
         &self,
         subject: &str,
         custom: &C,
     ) -> Result<IssuedToken, IssueError> {
+        let lifetime = self.lifetime.as_secs();
+        if lifetime == 0 {
+            return Err(IssueError::new(
+                IssueErrorKind::InvalidLifetime,
+                "the token lifetime is under one second: the token would be expired when issued",
+            ));
+        }
+        if self.lifetime > self.max_lifetime {
+            return Err(IssueError::new(
+                IssueErrorKind::InvalidLifetime,
+                "the token lifetime is over max_lifetime: the layer would refuse the token",
+            ));
+        }
         let custom = match serde_json::to_value(custom) {
             Ok(serde_json::Value::Object(map)) => map,
             Ok(serde_json::Value::Null) => serde_json::Map::new(),
             Ok(_) => {
                 return Err(IssueError::new(
+                    IssueErrorKind::InvalidClaims,
                     "custom claims must serialize to a JSON object",
                 ));
             }
             Err(e) => {
-                return Err(IssueError::new("custom claims could not be serialized").with_source(e));
+                return Err(IssueError::new(
+                    IssueErrorKind::InvalidClaims,
+                    "custom claims could not be serialized",
+                )
+                .with_source(e));
             }
         };
         if custom.keys().any(|k| REGISTERED.contains(&k.as_str())) {
             return Err(IssueError::new(
+                IssueErrorKind::InvalidClaims,
                 "custom claims use a registered claim name (iss, sub, aud, exp, nbf, iat, jti, iat_us)",
             ));
         }
         let mut id = [0u8; 16];
-        getrandom::fill(&mut id)
-            .map_err(|e| IssueError::new("no randomness for the token id").with_source(e))?;
+        getrandom::fill(&mut id).map_err(|e| {
+            IssueError::new(
+                IssueErrorKind::NoRandomness,
+                "no randomness for the token id",
+            )
+            .with_source(e)
+        })?;
         let jti = URL_SAFE_NO_PAD.encode(id);
         let iat_us = clock::stamp();
         let iat = iat_us / 1_000_000;
-        let lifetime = self.lifetime.as_secs();
         let exp = iat.saturating_add(lifetime);
 
         #[derive(Serialize)]
@@ -196,13 +232,20 @@ impl TokenIssuer {
             jti: &jti,
             custom: &custom,
         };
-        let token = jsonwebtoken::encode(&self.header, &claims, &self.key)
-            .map_err(|e| IssueError::new("the token could not be signed").with_source(e))?;
+        let token = jsonwebtoken::encode(&self.header, &claims, &self.key).map_err(|e| {
+            IssueError::new(IssueErrorKind::Signing, "the token could not be signed").with_source(e)
+        })?;
+        let info = TokenInfo::issued(
+            self.issuer.clone(),
+            subject,
+            jti,
+            iat_us,
+            exp,
+            &self.audience,
+        );
         Ok(IssuedToken {
             token,
-            jti,
-            issued_at_micros: iat_us,
-            expires_at: exp,
+            info,
             lifetime,
         })
     }
@@ -212,9 +255,7 @@ impl TokenIssuer {
 #[derive(Clone)]
 pub struct IssuedToken {
     token: String,
-    jti: String,
-    issued_at_micros: u64,
-    expires_at: u64,
+    info: TokenInfo,
     lifetime: u64,
 }
 
@@ -222,8 +263,8 @@ impl fmt::Debug for IssuedToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the token itself.
         f.debug_struct("IssuedToken")
-            .field("jti", &self.jti)
-            .field("expires_at", &self.expires_at)
+            .field("jti", &self.jti())
+            .field("expires_at", &self.expires_at())
             .finish_non_exhaustive()
     }
 }
@@ -239,19 +280,25 @@ impl IssuedToken {
         self.token
     }
 
+    /// The token's handle, as the layer puts it in a request's extensions: for
+    /// example to revoke the token without receiving it back.
+    pub fn info(&self) -> &TokenInfo {
+        &self.info
+    }
+
     /// The token's `jti`.
     pub fn jti(&self) -> &str {
-        &self.jti
+        self.info.jti()
     }
 
     /// The issue time in microseconds (`iat_us`).
     pub fn issued_at_micros(&self) -> u64 {
-        self.issued_at_micros
+        self.info.issue_stamp()
     }
 
     /// The `exp` claim, in Unix seconds.
     pub fn expires_at(&self) -> u64 {
-        self.expires_at
+        self.info.expires_at()
     }
 
     /// Seconds from issue to expiry: the OAuth `expires_in` and the cookie's `Max-Age`.

@@ -5,17 +5,17 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Request;
-use serde::de::DeserializeOwned;
 use tower_layer::Layer;
 
-use crate::claims::Claims;
+use crate::auth::Auth;
+use crate::claims::{TokenInfo, TokenLocation};
 use crate::cross_origin;
 use crate::error::{ConfigError, ConfigErrorKind};
 use crate::rejection::{DefaultRejection, Rejection};
 use crate::revoke::Revoker;
 use crate::service::JwtAuth;
-use crate::source::{self, TokenSource};
+use crate::source::TokenSource;
+use crate::store::RevocationStore;
 use crate::verify::{VerificationKey, Verifier, VerifierConfig};
 
 /// Default leeway for `exp`, `nbf` and `iat` checks: 60 seconds.
@@ -27,39 +27,6 @@ pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 const MAX_LEEWAY: Duration = Duration::from_secs(24 * 3600);
 /// Default longest accepted token: 8 KiB.
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
-
-/// The configuration every service clone shares, behind one `Arc`.
-pub(crate) struct Shared<R, F> {
-    pub(crate) verifier: Verifier,
-    pub(crate) sources: Vec<TokenSource>,
-    pub(crate) trusted_origins: Vec<String>,
-    pub(crate) optional: bool,
-    pub(crate) store: Arc<R>,
-    pub(crate) on_rejection: F,
-}
-
-impl<R, F> Shared<R, F> {
-    /// Finds, checks and verifies the request's token: `Ok(None)` when none was presented.
-    pub(crate) fn authenticate<C: DeserializeOwned + Clone + 'static, B>(
-        &self,
-        req: &Request<B>,
-    ) -> Result<Option<Claims<C>>, Rejection> {
-        let Some((token, location)) =
-            source::find(&self.sources, req.headers(), self.verifier.max_token_len)?
-        else {
-            return Ok(None);
-        };
-        if location == crate::TokenLocation::Cookie {
-            cross_origin::check(
-                req.method(),
-                req.uri(),
-                req.headers(),
-                &self.trusted_origins,
-            )?;
-        }
-        self.verifier.verify(token, location).map(Some)
-    }
-}
 
 /// A tower [`Layer`] that authenticates requests with JWTs and enforces revocations.
 ///
@@ -78,14 +45,14 @@ impl<R, F> Shared<R, F> {
 /// `R` is the revocation store, `C` the application's own claims type and `F` the
 /// rejection response builder. Cloning is cheap (one `Arc`).
 pub struct JwtAuthLayer<R, C = (), F = DefaultRejection> {
-    shared: Arc<Shared<R, F>>,
+    auth: Arc<Auth<R, F>>,
     _claims: PhantomData<fn() -> C>,
 }
 
 impl<R, C, F> Clone for JwtAuthLayer<R, C, F> {
     fn clone(&self) -> Self {
         Self {
-            shared: Arc::clone(&self.shared),
+            auth: Arc::clone(&self.auth),
             _claims: PhantomData,
         }
     }
@@ -94,8 +61,8 @@ impl<R, C, F> Clone for JwtAuthLayer<R, C, F> {
 impl<R, C, F> fmt::Debug for JwtAuthLayer<R, C, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtAuthLayer")
-            .field("sources", &self.shared.sources)
-            .field("optional", &self.shared.optional)
+            .field("sources", &self.auth.sources)
+            .field("optional", &self.auth.optional)
             .finish_non_exhaustive()
     }
 }
@@ -105,36 +72,49 @@ impl<R> JwtAuthLayer<R> {
     pub fn builder(store: R) -> JwtAuthLayerBuilder<R> {
         JwtAuthLayerBuilder {
             store,
-            keys: Vec::new(),
-            issuers: None,
-            audiences: None,
-            typ: None,
-            leeway: DEFAULT_LEEWAY,
-            max_lifetime: DEFAULT_MAX_TOKEN_LIFETIME,
-            max_token_len: DEFAULT_MAX_TOKEN_LEN,
-            sources: vec![TokenSource::bearer()],
-            trusted_origins: Vec::new(),
-            optional: false,
+            settings: Settings::default(),
             on_rejection: DefaultRejection,
             _claims: PhantomData,
         }
     }
 }
 
-impl<R, C, F> JwtAuthLayer<R, C, F> {
-    /// A handle to revoke tokens (log out) with the same store and the same leeway and
-    /// lifetime settings as this layer. Keep it in your application state.
-    pub fn revoker(&self) -> Revoker<R> {
+impl<R: RevocationStore, C, F> JwtAuthLayer<R, C, F> {
+    /// A handle to revoke tokens (log out) in this layer's store, with this layer's
+    /// rules: the same leeway and lifetime settings, and the same verification for
+    /// [`Revoker::revoke_token`]. Keep it in your application state; its type does not
+    /// name the store, so handlers need not be generic.
+    pub fn revoker(&self) -> Revoker {
         Revoker::new(
-            Arc::clone(&self.shared.store),
-            self.shared.verifier.leeway(),
-            self.shared.verifier.max_lifetime(),
+            Arc::clone(&self.auth.store) as _,
+            Arc::clone(&self.auth.verifier),
         )
+    }
+}
+
+impl<R, C, F> JwtAuthLayer<R, C, F> {
+    /// Verifies a token string with this layer's rules (key and algorithm, `exp`, `nbf`,
+    /// `iat`, lifetime, `iss`, `aud`, `typ`, `sub` and `jti`, length), as if it had come
+    /// in a request's `Authorization` header.
+    ///
+    /// The revocation store is **not** consulted: this says whether the token is
+    /// genuine, not whether it was logged out. Use it to read a token handed over
+    /// outside a request (a WebSocket message, a logout body); to log such a token out,
+    /// [`Revoker::revoke_token`] verifies it the same way.
+    ///
+    /// # Errors
+    ///
+    /// The [`Rejection`] a request with this token would get.
+    pub fn verify(&self, token: &str) -> Result<TokenInfo, Rejection> {
+        self.auth
+            .verifier
+            .verify::<()>(token, TokenLocation::Header)
+            .map(|claims| claims.token)
     }
 
     /// The revocation store.
     pub fn store(&self) -> &R {
-        &self.shared.store
+        &self.auth.store
     }
 }
 
@@ -142,14 +122,28 @@ impl<S, R, C, F> Layer<S> for JwtAuthLayer<R, C, F> {
     type Service = JwtAuth<S, R, C, F>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        JwtAuth::new(inner, Arc::clone(&self.shared))
+        JwtAuth::new(inner, Arc::clone(&self.auth))
     }
 }
 
 /// Configures a [`JwtAuthLayer`]; finish with [`build`](Self::build).
+///
+/// Setters that name one thing (`key`, `issuer`, `audience`, `source`, `cookie`,
+/// `trusted_origin`) add to what was configured before; the others set a value.
+/// [`sources`](Self::sources) is the one setter that replaces a list, the default
+/// included, and says so.
 #[must_use]
 pub struct JwtAuthLayerBuilder<R, C = (), F = DefaultRejection> {
     store: R,
+    settings: Settings,
+    on_rejection: F,
+    _claims: PhantomData<fn() -> C>,
+}
+
+/// The builder's settings that do not depend on its type parameters, so the
+/// type-changing methods move one value.
+#[derive(Debug)]
+struct Settings {
     keys: Vec<VerificationKey>,
     issuers: Option<Vec<String>>,
     audiences: Option<Vec<String>>,
@@ -160,15 +154,29 @@ pub struct JwtAuthLayerBuilder<R, C = (), F = DefaultRejection> {
     sources: Vec<TokenSource>,
     trusted_origins: Vec<String>,
     optional: bool,
-    on_rejection: F,
-    _claims: PhantomData<fn() -> C>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            issuers: None,
+            audiences: None,
+            typ: None,
+            leeway: DEFAULT_LEEWAY,
+            max_lifetime: DEFAULT_MAX_TOKEN_LIFETIME,
+            max_token_len: DEFAULT_MAX_TOKEN_LEN,
+            sources: vec![TokenSource::bearer()],
+            trusted_origins: Vec::new(),
+            optional: false,
+        }
+    }
 }
 
 impl<R, C, F> fmt::Debug for JwtAuthLayerBuilder<R, C, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtAuthLayerBuilder")
-            .field("keys", &self.keys)
-            .field("sources", &self.sources)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
@@ -178,14 +186,15 @@ impl<R, C, F> JwtAuthLayerBuilder<R, C, F> {
     /// without logging everyone out; at most one key may have no `kid`, and it verifies
     /// tokens whose header has no `kid`.
     pub fn key(mut self, key: VerificationKey) -> Self {
-        self.keys.push(key);
+        self.settings.keys.push(key);
         self
     }
 
     /// Accepts tokens whose `iss` is `issuer` (call again to accept several). Once set,
     /// `iss` is required.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.issuers
+        self.settings
+            .issuers
             .get_or_insert_with(Vec::new)
             .push(issuer.into());
         self
@@ -195,7 +204,8 @@ impl<R, C, F> JwtAuthLayerBuilder<R, C, F> {
     /// Once set, `aud` is required. Without it, tokens that carry an `aud` are refused
     /// (RFC 7519 §4.1.3).
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audiences
+        self.settings
+            .audiences
             .get_or_insert_with(Vec::new)
             .push(audience.into());
         self
@@ -204,7 +214,7 @@ impl<R, C, F> JwtAuthLayerBuilder<R, C, F> {
     /// Requires the token header's `typ` to be `typ` (e.g. `at+jwt`, RFC 9068), compared
     /// case-insensitively with the `application/` prefix optional.
     pub fn typ(mut self, typ: impl Into<String>) -> Self {
-        self.typ = Some(typ.into());
+        self.settings.typ = Some(typ.into());
         self
     }
 
@@ -212,67 +222,68 @@ impl<R, C, F> JwtAuthLayerBuilder<R, C, F> {
     /// most one day). A revoked token stays on the denylist until its `exp` plus this
     /// leeway.
     pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = leeway;
+        self.settings.leeway = leeway;
         self
     }
 
     /// The longest token lifetime (`exp - iat`) accepted (default 24 h). Longer-lived
     /// tokens are refused, so that a logout-everywhere cutoff can be forgotten once this
-    /// long has passed.
+    /// long has passed. Give a [`TokenIssuer`](crate::TokenIssuer) the same bound with
+    /// its [`max_lifetime`](crate::TokenIssuer::max_lifetime).
     pub fn max_token_lifetime(mut self, lifetime: Duration) -> Self {
-        self.max_lifetime = lifetime;
+        self.settings.max_lifetime = lifetime;
         self
     }
 
     /// The longest token accepted, in bytes (default 8 KiB). Longer ones are refused
     /// before any decoding.
     pub fn max_token_len(mut self, len: usize) -> Self {
-        self.max_token_len = len;
+        self.settings.max_token_len = len;
         self
     }
 
-    /// Where tokens are looked for, in order of precedence: when a request carries
-    /// tokens in several sources, the first source in this list wins. Default:
-    /// `[TokenSource::bearer()]`.
-    pub fn sources(mut self, sources: impl IntoIterator<Item = TokenSource>) -> Self {
-        self.sources = sources.into_iter().collect();
+    /// Adds a place to look for tokens, after those configured so far (by default the
+    /// `Authorization: Bearer` header). When a request carries tokens in several
+    /// sources, the first source in the list wins.
+    pub fn source(mut self, source: TokenSource) -> Self {
+        self.settings.sources.push(source);
         self
     }
 
-    /// Shorthand for `sources([TokenSource::bearer(), TokenSource::cookie(name)])`: the
+    /// Adds the cookie `name` as a token source: shorthand for
+    /// `source(TokenSource::cookie(name))`. With the default sources this reads the
     /// `Authorization` header first, then the cookie.
     pub fn cookie(self, name: impl Into<String>) -> Self {
-        self.sources([TokenSource::bearer(), TokenSource::cookie(name)])
+        self.source(TokenSource::cookie(name))
     }
 
-    /// An origin (`scheme://host[:port]`) whose cross-origin requests with a cookie token
-    /// are allowed.
+    /// **Replaces** the list of token sources, the default `Authorization` header
+    /// included, with `sources`, in order of precedence. Use it for a cookie-only layer:
+    /// `sources([TokenSource::cookie("access_token")])`.
+    pub fn sources(mut self, sources: impl IntoIterator<Item = TokenSource>) -> Self {
+        self.settings.sources = sources.into_iter().collect();
+        self
+    }
+
+    /// Adds an origin (`scheme://host[:port]`) whose cross-origin requests with a cookie
+    /// token are allowed.
     pub fn trusted_origin(mut self, origin: impl Into<String>) -> Self {
-        self.trusted_origins.push(origin.into());
+        self.settings.trusted_origins.push(origin.into());
         self
     }
 
     /// When `true`, requests without any token pass through without claims; a presented
     /// but bad token is still refused. Default `false`.
     pub fn optional(mut self, optional: bool) -> Self {
-        self.optional = optional;
+        self.settings.optional = optional;
         self
     }
 
-    /// Decodes the application's own claims as `C2` into [`Claims<C2>`](Claims).
+    /// Decodes the application's own claims as `C2` into [`Claims<C2>`](crate::Claims).
     pub fn claims<C2>(self) -> JwtAuthLayerBuilder<R, C2, F> {
         JwtAuthLayerBuilder {
             store: self.store,
-            keys: self.keys,
-            issuers: self.issuers,
-            audiences: self.audiences,
-            typ: self.typ,
-            leeway: self.leeway,
-            max_lifetime: self.max_lifetime,
-            max_token_len: self.max_token_len,
-            sources: self.sources,
-            trusted_origins: self.trusted_origins,
-            optional: self.optional,
+            settings: self.settings,
             on_rejection: self.on_rejection,
             _claims: PhantomData,
         }
@@ -283,16 +294,7 @@ impl<R, C, F> JwtAuthLayerBuilder<R, C, F> {
     pub fn on_rejection<F2>(self, on_rejection: F2) -> JwtAuthLayerBuilder<R, C, F2> {
         JwtAuthLayerBuilder {
             store: self.store,
-            keys: self.keys,
-            issuers: self.issuers,
-            audiences: self.audiences,
-            typ: self.typ,
-            leeway: self.leeway,
-            max_lifetime: self.max_lifetime,
-            max_token_len: self.max_token_len,
-            sources: self.sources,
-            trusted_origins: self.trusted_origins,
-            optional: self.optional,
+            settings: self.settings,
             on_rejection,
             _claims: PhantomData,
         }
@@ -303,51 +305,55 @@ impl<R, C, F> JwtAuthLayerBuilder<R, C, F> {
     /// # Errors
     ///
     /// A [`ConfigError`] when there is no key, keys are ambiguous, no crypto backend is
-    /// usable, no token source is set, a cookie name or trusted origin is malformed, a
-    /// limit is zero, or the leeway is over one day.
+    /// usable, no token source is set or one is set twice, a cookie name or trusted
+    /// origin is malformed, a limit is zero, or the leeway is over one day.
     pub fn build(self) -> Result<JwtAuthLayer<R, C, F>, ConfigError> {
+        let s = self.settings;
         let invalid = |msg: String| Err(ConfigError::new(ConfigErrorKind::InvalidSetting, msg));
-        if self.sources.is_empty() {
+        if s.sources.is_empty() {
             return invalid("no token source: configure at least one".into());
         }
-        for s in &self.sources {
-            if let Some(name) = s.cookie_name()
+        for (i, source) in s.sources.iter().enumerate() {
+            if s.sources[..i].contains(source) {
+                return invalid(format!("the token source {source:?} is configured twice"));
+            }
+            if let Some(name) = source.cookie_name()
                 && !crate::issue::valid_cookie_name(name)
             {
                 return invalid(format!("{name:?} is not a valid cookie name"));
             }
         }
-        for o in &self.trusted_origins {
+        for o in &s.trusted_origins {
             if !cross_origin::valid_origin(o) {
                 return invalid(format!(
                     "{o:?} is not an origin of the form scheme://host[:port]"
                 ));
             }
         }
-        if self.max_token_len == 0 {
+        if s.max_token_len == 0 {
             return invalid("max_token_len must be positive".into());
         }
-        if self.max_lifetime.is_zero() {
+        if s.max_lifetime.is_zero() {
             return invalid("max_token_lifetime must be positive".into());
         }
-        if self.leeway > MAX_LEEWAY {
+        if s.leeway > MAX_LEEWAY {
             return invalid("the leeway must be at most one day".into());
         }
         let verifier = Verifier::new(VerifierConfig {
-            keys: self.keys,
-            issuers: self.issuers,
-            audiences: self.audiences,
-            typ: self.typ,
-            leeway: self.leeway.as_secs(),
-            max_lifetime: self.max_lifetime.as_secs(),
-            max_token_len: self.max_token_len,
+            keys: s.keys,
+            issuers: s.issuers,
+            audiences: s.audiences,
+            typ: s.typ,
+            leeway: s.leeway.as_secs(),
+            max_lifetime: s.max_lifetime.as_secs(),
+            max_token_len: s.max_token_len,
         })?;
         Ok(JwtAuthLayer {
-            shared: Arc::new(Shared {
-                verifier,
-                sources: self.sources,
-                trusted_origins: self.trusted_origins,
-                optional: self.optional,
+            auth: Arc::new(Auth {
+                verifier: Arc::new(verifier),
+                sources: s.sources,
+                trusted_origins: s.trusted_origins,
+                optional: s.optional,
                 store: Arc::new(self.store),
                 on_rejection: self.on_rejection,
             }),

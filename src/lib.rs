@@ -121,6 +121,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod auth;
 mod claims;
 mod clock;
 mod cross_origin;
@@ -138,9 +139,11 @@ mod store;
 mod verify;
 
 pub use claims::{Claims, TokenInfo, TokenLocation};
-pub use error::{ConfigError, ConfigErrorKind, IssueError, RevokeError};
+pub use error::{
+    ConfigError, ConfigErrorKind, IssueError, IssueErrorKind, RevokeError, RevokeErrorKind,
+};
 #[cfg(feature = "axum")]
-pub use extract::MissingAuthLayer;
+pub use extract::ClaimsRejection;
 pub use future::ResponseFuture;
 pub use issue::{DEFAULT_TOKEN_LIFETIME, IssuedToken, TokenCookie, TokenIssuer};
 pub use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};

@@ -183,8 +183,6 @@ pub(crate) mod reasons {
         InvalidRequest,
         "the Authorization header is not valid Bearer credentials",
     );
-    pub(crate) const BAD_COOKIE_HEADER: Rejection =
-        Rejection::new(InvalidRequest, "the Cookie header is not valid text");
     pub(crate) const TWO_COOKIES: Rejection =
         Rejection::new(InvalidRequest, "the token cookie was sent more than once");
     pub(crate) const TOO_LONG: Rejection =

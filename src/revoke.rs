@@ -1,75 +1,133 @@
-//! Logging out: revoking one token, or every token of a subject.
+//! Logging out: revoking one token, every token of a subject, or a token held as a
+//! string.
 
+use std::error::Error as StdError;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::TokenInfo;
+use crate::claims::{TokenInfo, TokenLocation};
 use crate::clock;
 use crate::error::RevokeError;
 use crate::store::{RevocationStore, RevokedToken, SubjectCutoff};
+use crate::verify::Verifier;
 
-/// Revokes tokens in a layer's store, with the layer's leeway and lifetime settings.
-///
-/// Get one from [`JwtAuthLayer::revoker`](crate::JwtAuthLayer::revoker) and keep it in
-/// your application state; cloning is cheap.
-///
-/// Every method returns `Err` when the store did not record the revocation: the handler
-/// must then not report the logout as done.
-pub struct Revoker<R> {
-    store: Arc<R>,
-    leeway: u64,
-    max_lifetime: u64,
+type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+type BoxFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'a>>;
+
+/// The writing half of a [`RevocationStore`], with its type erased so that [`Revoker`]
+/// names no store. Logouts are rare: one boxed future each is off the hot path.
+trait DynStore: Send + Sync {
+    fn revoke<'a>(&'a self, token: RevokedToken<'a>) -> BoxFuture<'a>;
+    fn revoke_subject<'a>(&'a self, cutoff: SubjectCutoff<'a>) -> BoxFuture<'a>;
 }
 
-impl<R> Clone for Revoker<R> {
-    fn clone(&self) -> Self {
-        Self {
-            store: Arc::clone(&self.store),
-            leeway: self.leeway,
-            max_lifetime: self.max_lifetime,
-        }
+impl<R: RevocationStore> DynStore for R {
+    fn revoke<'a>(&'a self, token: RevokedToken<'a>) -> BoxFuture<'a> {
+        Box::pin(async move {
+            RevocationStore::revoke(self, &token)
+                .await
+                .map_err(BoxError::from)
+        })
+    }
+
+    fn revoke_subject<'a>(&'a self, cutoff: SubjectCutoff<'a>) -> BoxFuture<'a> {
+        Box::pin(async move {
+            RevocationStore::revoke_subject(self, &cutoff)
+                .await
+                .map_err(BoxError::from)
+        })
     }
 }
 
-impl<R> fmt::Debug for Revoker<R> {
+/// Revokes tokens in a layer's store, with the layer's rules.
+///
+/// Get one from [`JwtAuthLayer::revoker`](crate::JwtAuthLayer::revoker) and keep it in
+/// your application state (axum's `State` or `Extension`); cloning is cheap. Its type
+/// names no store, so a logout handler is the same whatever store the layer uses.
+///
+/// Every method returns `Err` when the revocation was not recorded: the handler must
+/// then not report the logout as done.
+///
+/// ```
+/// use tower_jwt_auth::{JwtAuthLayer, MemoryStore, TokenIssuer, VerificationKey};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let secret = b"an example secret of at least 32 bytes!";
+/// let auth = JwtAuthLayer::builder(MemoryStore::new())
+///     .key(VerificationKey::hs256(secret)?)
+///     .build()?;
+/// let token = TokenIssuer::hs256(secret)?.issue("alice")?;
+///
+/// // A logout endpoint that receives the token as a string, like jwt-redis's `destroy`.
+/// let revoker = auth.revoker();
+/// let info = revoker.revoke_token(token.as_str()).await?;
+/// assert_eq!(info.subject(), "alice");
+/// assert!(auth.store().is_revoked(&info));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Revoker {
+    store: Arc<dyn DynStore>,
+    verifier: Arc<Verifier>,
+}
+
+impl fmt::Debug for Revoker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Revoker")
-            .field("leeway", &self.leeway)
-            .field("max_lifetime", &self.max_lifetime)
+            .field("leeway", &self.verifier.leeway())
+            .field("max_lifetime", &self.verifier.max_lifetime())
             .finish_non_exhaustive()
     }
 }
 
-impl<R> Revoker<R> {
-    pub(crate) fn new(store: Arc<R>, leeway: u64, max_lifetime: u64) -> Self {
-        Self {
-            store,
-            leeway,
-            max_lifetime,
-        }
+impl Revoker {
+    pub(crate) fn new<R: RevocationStore>(store: Arc<R>, verifier: Arc<Verifier>) -> Self {
+        Self { store, verifier }
     }
 
-    /// The store revocations go to.
-    pub fn store(&self) -> &R {
-        &self.store
-    }
-}
-
-impl<R: RevocationStore> Revoker<R> {
     /// Revokes exactly this token ("log out"): its `jti` (per issuer) goes on the
     /// denylist until the token's `exp` plus the leeway, when it could no longer pass
     /// anyway.
     ///
     /// # Errors
     ///
-    /// [`RevokeError`] when the store did not record it.
+    /// [`RevokeError`] of kind [`RevokeErrorKind::Unrecorded`](crate::RevokeErrorKind::Unrecorded) when the store did not
+    /// record it.
     pub async fn revoke(&self, token: &TokenInfo) -> Result<(), RevokeError> {
         let keep_until = token
             .expires_at()
-            .saturating_add(self.leeway)
+            .saturating_add(self.verifier.leeway())
             .saturating_add(1);
         let entry = RevokedToken::for_token(token, keep_until);
-        self.store.revoke(&entry).await.map_err(RevokeError::new)
+        self.store
+            .revoke(entry)
+            .await
+            .map_err(RevokeError::unrecorded)
+    }
+
+    /// Verifies `token` with the layer's rules (as
+    /// [`JwtAuthLayer::verify`](crate::JwtAuthLayer::verify)), then revokes it as
+    /// [`revoke`](Self::revoke) does, and returns what it revoked. Only a genuine token
+    /// can be revoked this way: nobody can fill the denylist with made-up ids.
+    ///
+    /// # Errors
+    ///
+    /// [`RevokeErrorKind::InvalidToken`](crate::RevokeErrorKind::InvalidToken) when the token does not verify (the
+    /// [`Rejection`](crate::Rejection) is the error's source and
+    /// [`rejection`](RevokeError::rejection)); [`RevokeErrorKind::Unrecorded`](crate::RevokeErrorKind::Unrecorded) when the
+    /// store did not record it.
+    pub async fn revoke_token(&self, token: &str) -> Result<TokenInfo, RevokeError> {
+        let info = self
+            .verifier
+            .verify::<()>(token, TokenLocation::Header)
+            .map_err(RevokeError::invalid_token)?
+            .token;
+        self.revoke(&info).await?;
+        Ok(info)
     }
 
     /// Revokes every token of this token's subject issued up to now ("log out
@@ -77,7 +135,7 @@ impl<R: RevocationStore> Revoker<R> {
     ///
     /// # Errors
     ///
-    /// [`RevokeError`] when the store did not record it.
+    /// [`RevokeErrorKind::Unrecorded`](crate::RevokeErrorKind::Unrecorded) when the store did not record it.
     pub async fn revoke_all(&self, token: &TokenInfo) -> Result<(), RevokeError> {
         self.revoke_subject(token.issuer(), token.subject()).await
     }
@@ -92,7 +150,7 @@ impl<R: RevocationStore> Revoker<R> {
     ///
     /// # Errors
     ///
-    /// [`RevokeError`] when the store did not record it.
+    /// [`RevokeErrorKind::Unrecorded`](crate::RevokeErrorKind::Unrecorded) when the store did not record it.
     pub async fn revoke_subject(
         &self,
         issuer: Option<&str>,
@@ -100,13 +158,13 @@ impl<R: RevocationStore> Revoker<R> {
     ) -> Result<(), RevokeError> {
         let cutoff = clock::stamp();
         let keep_until = (cutoff / 1_000_000)
-            .saturating_add(self.max_lifetime)
-            .saturating_add(self.leeway)
+            .saturating_add(self.verifier.max_lifetime())
+            .saturating_add(self.verifier.leeway())
             .saturating_add(1);
         let entry = SubjectCutoff::new(issuer, subject, cutoff, keep_until);
         self.store
-            .revoke_subject(&entry)
+            .revoke_subject(entry)
             .await
-            .map_err(RevokeError::new)
+            .map_err(RevokeError::unrecorded)
     }
 }

@@ -9,28 +9,23 @@ use http::{Request, Response};
 use serde::de::DeserializeOwned;
 use tower_service::Service;
 
+use crate::auth::{Auth, Decision};
 use crate::future::ResponseFuture;
-use crate::layer::Shared;
-use crate::rejection::{OnRejection, Rejection, reasons};
-use crate::store::{Check, RevocationStatus, RevocationStore};
-
-/// Marks a request that passed an optional [`JwtAuthLayer`](crate::JwtAuthLayer) without
-/// a token, so extractors can tell "no token" from "no layer".
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Anonymous;
+use crate::rejection::OnRejection;
+use crate::store::RevocationStore;
 
 /// The service built by [`JwtAuthLayer`](crate::JwtAuthLayer); see there.
 pub struct JwtAuth<S, R, C = (), F = crate::DefaultRejection> {
     inner: S,
-    shared: Arc<Shared<R, F>>,
+    auth: Arc<Auth<R, F>>,
     _claims: PhantomData<fn() -> C>,
 }
 
 impl<S, R, C, F> JwtAuth<S, R, C, F> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared<R, F>>) -> Self {
+    pub(crate) fn new(inner: S, auth: Arc<Auth<R, F>>) -> Self {
         Self {
             inner,
-            shared,
+            auth,
             _claims: PhantomData,
         }
     }
@@ -45,7 +40,7 @@ impl<S: Clone, R, C, F> Clone for JwtAuth<S, R, C, F> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
+            auth: Arc::clone(&self.auth),
             _claims: PhantomData,
         }
     }
@@ -57,13 +52,6 @@ impl<S: fmt::Debug, R, C, F> fmt::Debug for JwtAuth<S, R, C, F> {
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }
-}
-
-/// The response for `rejection`, with the rejection in its extensions.
-pub(crate) fn reject<B, F: OnRejection<B>>(on_rejection: &F, rejection: Rejection) -> Response<B> {
-    let mut response = on_rejection.on_rejection(&rejection);
-    response.extensions_mut().insert(rejection);
-    response
 }
 
 impl<S, R, C, F, ReqBody, ResBody> Service<Request<ReqBody>> for JwtAuth<S, R, C, F>
@@ -82,34 +70,11 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let shared = &*self.shared;
-        let claims = match shared.authenticate::<C, _>(&req) {
-            Ok(Some(claims)) => claims,
-            Ok(None) if shared.optional => {
-                req.extensions_mut().insert(Anonymous);
-                return ResponseFuture::inner(self.take_ready().call(req));
-            }
-            Ok(None) => {
-                return ResponseFuture::rejected(reject(&shared.on_rejection, reasons::MISSING));
-            }
-            Err(rejection) => {
-                return ResponseFuture::rejected(reject(&shared.on_rejection, rejection));
-            }
-        };
-        match shared.store.check(claims.token()) {
-            Check::Ready(result) => match status_rejection(result) {
-                None => {
-                    insert(&mut req, claims);
-                    ResponseFuture::inner(self.take_ready().call(req))
-                }
-                Some(rejection) => {
-                    ResponseFuture::rejected(reject(&shared.on_rejection, rejection))
-                }
-            },
-            Check::Pending(check) => {
-                insert(&mut req, claims);
-                let inner = self.take_ready();
-                ResponseFuture::checking(check, inner, req, Arc::clone(&self.shared))
+        match self.auth.decide::<C, _>(&mut req) {
+            Decision::Proceed => ResponseFuture::inner(self.take_ready().call(req)),
+            Decision::Reject(rejection) => ResponseFuture::rejected(self.auth.respond(rejection)),
+            Decision::Check(check) => {
+                ResponseFuture::checking(check, self.take_ready(), req, Arc::clone(&self.auth))
             }
         }
     }
@@ -120,22 +85,5 @@ impl<S: Clone, R, C, F> JwtAuth<S, R, C, F> {
     fn take_ready(&mut self) -> S {
         let clone = self.inner.clone();
         std::mem::replace(&mut self.inner, clone)
-    }
-}
-
-fn insert<B, C: Clone + Send + Sync + 'static>(req: &mut Request<B>, claims: crate::Claims<C>) {
-    let ext = req.extensions_mut();
-    ext.insert(claims.token.clone());
-    ext.insert(claims);
-}
-
-/// The rejection a store's answer calls for, if any.
-pub(crate) fn status_rejection<E: std::error::Error + Send + Sync + 'static>(
-    result: Result<RevocationStatus, E>,
-) -> Option<Rejection> {
-    match result {
-        Ok(RevocationStatus::Active) => None,
-        Ok(RevocationStatus::Revoked) => Some(reasons::REVOKED),
-        Err(e) => Some(reasons::STORE_DOWN.with_source(e)),
     }
 }

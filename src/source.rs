@@ -7,7 +7,6 @@
 
 use std::fmt;
 
-use cookie::Cookie;
 use http::{HeaderMap, header};
 
 use crate::claims::TokenLocation;
@@ -52,11 +51,11 @@ impl fmt::Debug for TokenSource {
     }
 }
 
-/// The token of a request, if any, and where it was found.
+/// The token of a request, if any, and where it was found. Its length is judged by the
+/// verifier, the one place that bounds a token.
 pub(crate) fn find<'a>(
     sources: &[TokenSource],
     headers: &'a HeaderMap,
-    max_len: usize,
 ) -> Result<Option<(&'a str, TokenLocation)>, Rejection> {
     let mut found = None;
     for source in sources {
@@ -68,10 +67,7 @@ pub(crate) fn find<'a>(
             found = token;
         }
     }
-    match found {
-        Some((token, _)) if token.len() > max_len => Err(reasons::TOO_LONG),
-        other => Ok(other),
-    }
+    Ok(found)
 }
 
 /// The token of the one `Authorization: Bearer` header, `None` if there is no such
@@ -121,30 +117,30 @@ fn is_token68(s: &[u8]) -> bool {
 }
 
 /// The value of the cookie `name`, `None` if absent or empty (a cleared cookie).
+///
+/// Other applications on the same site set cookies of their own, with any bytes: only
+/// this cookie's own value is judged. The `Cookie` header is read as bytes (RFC 6265
+/// §4.2.1: `name=value` pairs separated by `; `), pairs without `=` are skipped, and
+/// nothing of another cookie can refuse the request.
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Rejection> {
     let mut found = None;
-    for value in headers.get_all(header::COOKIE) {
-        let value = value.to_str().map_err(|_| reasons::BAD_COOKIE_HEADER)?;
-        // Other applications' malformed cookies are not ours to refuse: skip them.
-        for c in Cookie::split_parse(value).flatten() {
-            if c.name() != name {
+    for header in headers.get_all(header::COOKIE) {
+        for pair in header.as_bytes().split(|&b| b == b';') {
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            if pair[..eq].trim_ascii() != name.as_bytes() {
                 continue;
             }
             if found.is_some() {
                 return Err(reasons::TWO_COOKIES);
             }
-            // The value borrows from `value`: find its position to return a `&'a str`.
-            let v = c.value();
-            found = Some(subslice(value, v));
+            // Quotes stay part of the value: a quoted token is not a token.
+            let value = pair[eq + 1..].trim_ascii();
+            found = Some(std::str::from_utf8(value).map_err(|_| reasons::MALFORMED)?);
         }
     }
-    Ok(found.flatten().filter(|v| !v.is_empty()))
-}
-
-/// `part` as a slice of `whole` with `whole`'s lifetime; `part` is a view into `whole`.
-fn subslice<'a>(whole: &'a str, part: &str) -> Option<&'a str> {
-    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
-    whole.get(start..start.checked_add(part.len())?)
+    Ok(found.filter(|v| !v.is_empty()))
 }
 
 #[cfg(test)]

@@ -126,14 +126,9 @@ impl VerificationKey {
 
     /// Names the key: tokens whose header carries this `kid` are verified with it.
     #[must_use]
-    pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
+    pub fn kid(mut self, kid: impl Into<String>) -> Self {
         self.kid = Some(kid.into());
         self
-    }
-
-    /// The key's `kid`, if any.
-    pub fn kid(&self) -> Option<&str> {
-        self.kid.as_deref()
     }
 
     /// The one algorithm this key accepts.
@@ -205,7 +200,7 @@ pub(crate) struct Verifier {
     typ: Option<String>,
     leeway: u64,
     max_lifetime: u64,
-    pub(crate) max_token_len: usize,
+    max_token_len: usize,
 }
 
 pub(crate) struct VerifierConfig {
@@ -234,7 +229,7 @@ impl Verifier {
                 None if unnamed.is_some() => {
                     return Err(ConfigError::new(
                         ConfigErrorKind::AmbiguousKeys,
-                        "more than one key has no `kid`: name all but one with `with_kid`",
+                        "more than one key has no `kid`: name all but one with `kid`",
                     ));
                 }
                 None => unnamed = Some(i),

@@ -25,9 +25,9 @@ fn decode(token: &str) -> Value {
 async fn issued_tokens_carry_fresh_ids_and_the_configured_claims() {
     let issuer = TokenIssuer::hs256(SECRET)
         .unwrap()
-        .with_lifetime(Duration::from_secs(300))
-        .with_issuer("https://auth.example")
-        .with_audience("api");
+        .lifetime(Duration::from_secs(300))
+        .issuer("https://auth.example")
+        .audience("api");
     let a = issuer.issue("alice").unwrap();
     let b = issuer.issue("alice").unwrap();
     assert_ne!(a.jti(), b.jti());
@@ -80,8 +80,8 @@ fn custom_claims_are_added_but_cannot_shadow_registered_ones() {
 fn kid_and_typ_go_into_the_header() {
     let t = TokenIssuer::hs256(SECRET)
         .unwrap()
-        .with_kid("2026")
-        .with_typ("at+jwt")
+        .kid("2026")
+        .typ("at+jwt")
         .issue("a")
         .unwrap();
     let h = jsonwebtoken::decode_header(t.as_str()).unwrap();
@@ -115,7 +115,7 @@ fn rsa_issuer_signs_what_an_rsa_key_verifies() {
 fn login_cookie_has_the_safe_attributes() {
     let issuer = TokenIssuer::hs256(SECRET)
         .unwrap()
-        .with_lifetime(Duration::from_secs(900));
+        .lifetime(Duration::from_secs(900));
     let t = issuer.issue("alice").unwrap();
     let cookie = TokenCookie::new("access_token").unwrap();
     let v = cookie.login(&t);
@@ -230,8 +230,8 @@ fn configuration_mistakes_are_errors_not_panics() {
     assert_eq!(
         kind(
             JwtAuthLayer::builder(MemoryStore::new())
-                .key(VerificationKey::hs256(SECRET).unwrap().with_kid("k"))
-                .key(VerificationKey::hs256(OTHER_SECRET).unwrap().with_kid("k"))
+                .key(VerificationKey::hs256(SECRET).unwrap().kid("k"))
+                .key(VerificationKey::hs256(OTHER_SECRET).unwrap().kid("k"))
                 .build()
         ),
         ConfigErrorKind::AmbiguousKeys

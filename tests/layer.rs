@@ -397,7 +397,7 @@ fn layer_service_and_future_are_send_sync_clone() {
     send_sync_clone::<JwtAuthLayer<MemoryStore>>();
     send_sync_clone::<JwtAuthLayer<MemoryStore, MyClaims>>();
     send_sync_clone::<JwtAuth<Inner, MemoryStore>>();
-    send_sync_clone::<tower_jwt_auth::Revoker<MemoryStore>>();
+    send_sync_clone::<tower_jwt_auth::Revoker>();
     send_sync_clone::<MemoryStore>();
     send_sync_clone::<Claims<MyClaims>>();
     send_sync_clone::<tower_jwt_auth::TokenInfo>();

@@ -98,8 +98,8 @@ async fn es256_and_eddsa_tokens_verify_with_their_keys() {
     let layer = layer_with(vec![
         VerificationKey::ec_pem(Algorithm::ES256, EC_PUBLIC)
             .unwrap()
-            .with_kid("ec"),
-        VerificationKey::ed_pem(ED_PUBLIC).unwrap().with_kid("ed"),
+            .kid("ec"),
+        VerificationKey::ed_pem(ED_PUBLIC).unwrap().kid("ed"),
     ]);
     let mut h = Header::new(Algorithm::ES256);
     h.kid = Some("ec".into());
@@ -141,10 +141,8 @@ async fn es256_and_eddsa_tokens_verify_with_their_keys() {
 #[tokio::test]
 async fn keys_are_chosen_by_kid_for_rotation() {
     let layer = layer_with(vec![
-        VerificationKey::hs256(SECRET).unwrap().with_kid("2025"),
-        VerificationKey::hs256(OTHER_SECRET)
-            .unwrap()
-            .with_kid("2026"),
+        VerificationKey::hs256(SECRET).unwrap().kid("2025"),
+        VerificationKey::hs256(OTHER_SECRET).unwrap().kid("2026"),
     ]);
     let app = app(&layer);
     let with_kid = |kid: &str, secret: &[u8]| {

@@ -212,10 +212,10 @@ impl Config {
 }
 
 /// What the handlers share.
-struct AppState<R> {
+struct AppState {
     issuer: TokenIssuer,
     cookie: TokenCookie,
-    revoker: Revoker<R>,
+    revoker: Revoker,
 }
 
 /// The whole application: `/health`, `/`, `/login` in the open; `/me`, `/logout` and
@@ -230,23 +230,26 @@ struct AppState<R> {
 /// A [`ConfigError`] when the secret is too short or no crypto backend is usable.
 pub(crate) fn router<R: RevocationStore>(store: R, config: &Config) -> Result<Router, ConfigError> {
     let secret = &config.secret.0;
+    // Accept every token this server issues, and other issuers' tokens up to the core's
+    // default longest lifetime.
+    let max_lifetime = config.token_ttl.max(DEFAULT_MAX_TOKEN_LIFETIME);
     let auth = JwtAuthLayer::builder(store)
         .key(VerificationKey::hs256(secret)?)
         .cookie(COOKIE_NAME)
         .leeway(config.leeway)
-        // Accept every token this server issues, and other issuers' tokens up to the
-        // core's default longest lifetime.
-        .max_token_lifetime(config.token_ttl.max(DEFAULT_MAX_TOKEN_LIFETIME))
+        .max_token_lifetime(max_lifetime)
         .build()?;
     let state = Arc::new(AppState {
-        issuer: TokenIssuer::hs256(secret)?.with_lifetime(config.token_ttl),
+        issuer: TokenIssuer::hs256(secret)?
+            .lifetime(config.token_ttl)
+            .max_lifetime(max_lifetime),
         cookie: TokenCookie::new(COOKIE_NAME)?.secure(config.cookie_secure),
         revoker: auth.revoker(),
     });
     let protected = Router::new()
         .route("/me", get(me))
-        .route("/logout", post(logout::<R>))
-        .route("/logout-all", post(logout_all::<R>))
+        .route("/logout", post(logout))
+        .route("/logout-all", post(logout_all))
         // `route_layer`: an unknown path stays a 404 instead of a 401.
         .route_layer(auth);
     Ok(Router::new()
@@ -254,7 +257,7 @@ pub(crate) fn router<R: RevocationStore>(store: R, config: &Config) -> Result<Ro
         .route("/health", get(health))
         .route(
             "/login",
-            post(login::<R>).layer(DefaultBodyLimit::max(MAX_LOGIN_BODY)),
+            post(login).layer(DefaultBodyLimit::max(MAX_LOGIN_BODY)),
         )
         .merge(protected)
         .layer(middleware::from_fn(log_request))
@@ -322,8 +325,8 @@ fn authenticate(username: &str, password: &str) -> Option<&'static str> {
     found
 }
 
-async fn login<R: RevocationStore>(
-    State(app): State<Arc<AppState<R>>>,
+async fn login(
+    State(app): State<Arc<AppState>>,
     body: Result<Json<Credentials>, JsonRejection>,
 ) -> Response {
     let credentials = match body {
@@ -391,8 +394,8 @@ async fn me(Extension(claims): Extension<tower_jwt_auth::Claims>) -> Response {
 
 /// The answer to a logout: 204 and the clearing cookie once the store recorded it; 503
 /// and the cookie left alone when it did not.
-fn logged_out<R>(
-    app: &AppState<R>,
+fn logged_out(
+    app: &AppState,
     what: &str,
     token: &TokenInfo,
     result: Result<(), tower_jwt_auth::RevokeError>,
@@ -422,16 +425,16 @@ fn logged_out<R>(
     }
 }
 
-async fn logout<R: RevocationStore>(
-    State(app): State<Arc<AppState<R>>>,
+async fn logout(
+    State(app): State<Arc<AppState>>,
     Extension(token): Extension<TokenInfo>,
 ) -> Response {
     let result = app.revoker.revoke(&token).await;
     logged_out(&app, "logged out", &token, result)
 }
 
-async fn logout_all<R: RevocationStore>(
-    State(app): State<Arc<AppState<R>>>,
+async fn logout_all(
+    State(app): State<Arc<AppState>>,
     Extension(token): Extension<TokenInfo>,
 ) -> Response {
     let result = app.revoker.revoke_all(&token).await;

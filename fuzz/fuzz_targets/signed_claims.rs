@@ -50,7 +50,7 @@ fn setup() -> &'static Setup {
             .build()
             .unwrap();
         let typed = JwtAuthLayer::builder(MemoryStore::new())
-            .key(VerificationKey::hs256(SECRET).unwrap().with_kid("k1"))
+            .key(VerificationKey::hs256(SECRET).unwrap().kid("k1"))
             .key(VerificationKey::hs256(SECRET).unwrap())
             .issuer("https://iss.example")
             .audience("api")

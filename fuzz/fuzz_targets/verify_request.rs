@@ -37,7 +37,7 @@ fn setup() -> &'static Setup {
         // Minted relative to now, living long enough for any fuzzing session.
         let issuer = TokenIssuer::hs256(SECRET)
             .unwrap()
-            .with_lifetime(Duration::from_secs(23 * 3600));
+            .lifetime(Duration::from_secs(23 * 3600));
         let live = issuer.issue("fuzz-user").unwrap();
         let revoked = issuer.issue("fuzz-user").unwrap();
         let mut svc = layer.layer(Echo::new());

@@ -1,0 +1,124 @@
+//! The per-request decision, top to bottom: find the token, apply the cross-origin check,
+//! verify it, ask the store whether it was revoked, and put the claims in the request.
+//!
+//! Everything a request costs is here. [`JwtAuth::call`](crate::JwtAuth) acts on the
+//! [`Decision`]; the response future only finishes a store check that was not answered
+//! at once.
+
+use std::sync::Arc;
+
+use http::{Request, Response};
+use serde::de::DeserializeOwned;
+
+use crate::claims::{Claims, TokenLocation};
+use crate::cross_origin;
+use crate::rejection::{OnRejection, Rejection, reasons};
+use crate::source::{self, TokenSource};
+use crate::store::{Check, RevocationStatus, RevocationStore};
+use crate::verify::Verifier;
+
+/// Marks a request that passed an optional [`JwtAuthLayer`](crate::JwtAuthLayer) without
+/// a token, so extractors can tell "no token" from "no layer".
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Anonymous;
+
+/// What the layer does with a request.
+pub(crate) enum Decision<F> {
+    /// Call the inner service: the claims (or [`Anonymous`]) are in the extensions.
+    Proceed,
+    /// Answer with this rejection; the inner service is not called.
+    Reject(Rejection),
+    /// The store is still looking the token up: the claims are in the extensions, and
+    /// the request proceeds once the check answers [`RevocationStatus::Active`].
+    Check(F),
+}
+
+/// Everything a request is checked against, built once and shared by every service
+/// clone behind one `Arc`.
+pub(crate) struct Auth<R, F> {
+    pub(crate) verifier: Arc<Verifier>,
+    pub(crate) sources: Vec<TokenSource>,
+    pub(crate) trusted_origins: Vec<String>,
+    pub(crate) optional: bool,
+    pub(crate) store: Arc<R>,
+    pub(crate) on_rejection: F,
+}
+
+impl<R: RevocationStore, F> Auth<R, F> {
+    /// Decides what to do with `req`, inserting [`Claims<C>`](Claims) and
+    /// [`TokenInfo`](crate::TokenInfo) (or [`Anonymous`]) into its extensions when it
+    /// may go on.
+    pub(crate) fn decide<C, B>(&self, req: &mut Request<B>) -> Decision<R::CheckFuture>
+    where
+        C: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        // 1. Where is the token?
+        let (token, location) = match source::find(&self.sources, req.headers()) {
+            Ok(Some(found)) => found,
+            Ok(None) if self.optional => {
+                req.extensions_mut().insert(Anonymous);
+                return Decision::Proceed;
+            }
+            Ok(None) => return Decision::Reject(reasons::MISSING),
+            Err(rejection) => return Decision::Reject(rejection),
+        };
+        // 2. A cookie rides along on other sites' requests: is this one ours?
+        if location == TokenLocation::Cookie
+            && let Err(rejection) = cross_origin::check(
+                req.method(),
+                req.uri(),
+                req.headers(),
+                &self.trusted_origins,
+            )
+        {
+            return Decision::Reject(rejection);
+        }
+        // 3. Is it a valid token?
+        let claims = match self.verifier.verify::<C>(token, location) {
+            Ok(claims) => claims,
+            Err(rejection) => return Decision::Reject(rejection),
+        };
+        // 4. Was it revoked? 5. Hand the claims to the inner service.
+        match self.store.check(claims.token()) {
+            Check::Ready(answer) => match store_answer(answer) {
+                Ok(()) => {
+                    insert(req, claims);
+                    Decision::Proceed
+                }
+                Err(rejection) => Decision::Reject(rejection),
+            },
+            Check::Pending(check) => {
+                insert(req, claims);
+                Decision::Check(check)
+            }
+        }
+    }
+
+    /// The response for `rejection`, with the rejection in its extensions.
+    pub(crate) fn respond<B>(&self, rejection: Rejection) -> Response<B>
+    where
+        F: OnRejection<B>,
+    {
+        let mut response = self.on_rejection.on_rejection(&rejection);
+        response.extensions_mut().insert(rejection);
+        response
+    }
+}
+
+/// `Ok` when the store's answer lets the request go on, else the rejection it calls for.
+pub(crate) fn store_answer<E>(answer: Result<RevocationStatus, E>) -> Result<(), Rejection>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match answer {
+        Ok(RevocationStatus::Active) => Ok(()),
+        Ok(RevocationStatus::Revoked) => Err(reasons::REVOKED),
+        Err(e) => Err(reasons::STORE_DOWN.with_source(e)),
+    }
+}
+
+fn insert<B, C: Clone + Send + Sync + 'static>(req: &mut Request<B>, claims: Claims<C>) {
+    let extensions = req.extensions_mut();
+    extensions.insert(claims.token.clone());
+    extensions.insert(claims);
+}

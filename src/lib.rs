@@ -67,57 +67,64 @@
 //! # }
 //! ```
 //!
-//! # What the layer checks
+//! # What the layer does
 //!
-//! - **Sources.** The `Authorization: Bearer` header by default; optionally a cookie
-//!   ([`JwtAuthLayerBuilder::cookie`]). The first configured source that holds a token
-//!   wins. Two `Authorization` headers, a token cookie sent twice, or a token over 8 KiB
-//!   are refused before any decoding. The query string is never read.
-//! - **Keys and algorithms.** Keys are chosen by the header's `kid`; each key accepts
-//!   exactly one algorithm, so the token's header never picks the key type and
-//!   `alg: none` never passes. Several keys allow rotation.
-//! - **Claims.** `exp`, `iat`, `sub` and `jti` are required; `nbf` is honoured; `iss`,
-//!   `aud` and the header `typ` are checked when configured; the leeway is 60 s by
-//!   default. A token issued in the future, or living longer than
-//!   [`max_token_lifetime`](JwtAuthLayerBuilder::max_token_lifetime) (24 h by default), is
-//!   refused.
-//! - **Revocation.** The [`RevocationStore`] says whether the token's `jti` (per issuer)
-//!   was revoked, or whether its subject logged out everywhere after it was issued.
-//! - **Cross-origin.** A cookie-carried token on an unsafe method must come from the same
-//!   origin or a trusted one (the algorithm of Go's `CrossOriginProtection`).
+//! For each request, the [`JwtAuth`] service that [`JwtAuthLayer`] builds:
 //!
-//! On success the layer inserts [`Claims<C>`](Claims) and [`TokenInfo`] into the
-//! request's extensions. On failure it answers (never errors): 401 with
-//! `WWW-Authenticate: Bearer` when no token was presented, 400 `invalid_request` for a
-//! malformed request, 401 `invalid_token` for a bad, expired, not-yet-valid or revoked
-//! token, 403 for a cross-origin cookie request, 503 when the store cannot answer. The
-//! [`Rejection`] is in the response's extensions, and the response is pluggable
-//! ([`OnRejection`]).
+//! 1. **finds the token** in the configured sources, in order: the `Authorization: Bearer`
+//!    header by default; [`cookie`](JwtAuthLayerBuilder::cookie) adds a cookie source
+//!    after the existing ones, [`sources`](JwtAuthLayerBuilder::sources) replaces the whole
+//!    list. When several sources hold a token, the first in the list wins;
+//! 2. for a token from a cookie on an unsafe method, **checks the request's origin**
+//!    (same origin, or a [`trusted_origin`](JwtAuthLayerBuilder::trusted_origin));
+//! 3. **verifies** the signature with the [`VerificationKey`] that the token's `kid` names,
+//!    in that key's one algorithm (several keys allow rotation), and the registered claims
+//!    (`exp`, `nbf`, `iat`, `sub`, `jti`, and `iss`, `aud`, `typ` when configured);
+//! 4. **asks the [`RevocationStore`]** whether the token's `jti` was revoked, or its
+//!    subject logged out everywhere after the token was issued.
 //!
-//! # Ordering a login against a logout-everywhere
+//! The exact rules of each step, what a revocation guarantees with each store, how a login
+//! is ordered against a logout-everywhere, what is not guaranteed, and the hardening
+//! defaults are in [SECURITY.md].
 //!
-//! `iat` has one-second resolution, so it cannot tell whether a token issued in the same
-//! second as a logout-everywhere came before or after it. Tokens from [`TokenIssuer`]
-//! also carry `iat_us`, their issue time in microseconds, and the cutoff is recorded in
-//! microseconds. Both come from one process-wide clock that is **strictly increasing**:
-//! no two stamps are equal, so within a process a login and a logout-everywhere are
-//! always ordered exactly, even in the same millisecond or microsecond. A token is
-//! revoked when its stamp is at or before the cutoff. Across instances, stamps are
-//! ordered by the machines' clocks (and each instance moves its clock past every cutoff
-//! it learns of). Tokens from other issuers carry whole-second `iat` only and are judged
-//! conservatively: one issued in the same second as the cutoff counts as issued before
-//! it, so it is refused.
+//! To log out, get a [`Revoker`] from [`JwtAuthLayer::revoker`] and keep it in the
+//! application's state: [`Revoker::revoke`] revokes one token, [`Revoker::revoke_all`]
+//! every token issued to its subject up to now.
+//!
+//! # Answers
+//!
+//! On success the layer inserts [`Claims<C>`](Claims) and [`TokenInfo`] into the request's
+//! extensions and calls the inner service. It never fails with an error of its own: every
+//! refusal is a response.
+//!
+//! | status | when |
+//! | --- | --- |
+//! | 401 with `WWW-Authenticate: Bearer` | no token was presented (unless the layer is [`optional`](JwtAuthLayerBuilder::optional)) |
+//! | 400 `invalid_request` | a malformed request, such as two `Authorization` headers |
+//! | 401 `invalid_token` | a bad, expired, not-yet-valid or revoked token |
+//! | 403 | a token from a cookie on a cross-origin unsafe request |
+//! | 503 with `Retry-After` | the store cannot answer |
+//!
+//! The [`Rejection`] is in the response's extensions, so outer layers can tell refusals
+//! apart, and the response is pluggable
+//! ([`on_rejection`](JwtAuthLayerBuilder::on_rejection), [`OnRejection`]).
 //!
 //! # Features
 //!
 //! - `rust_crypto` (default): jsonwebtoken's pure-Rust crypto backend.
-//! - `aws_lc_rs`: jsonwebtoken's aws-lc-rs backend, much faster for RSA and ECDSA; used
-//!   when both are enabled. With neither, building a layer fails with
-//!   [`ConfigErrorKind::NoCryptoBackend`] (unless the application installed a
-//!   `jsonwebtoken` `CryptoProvider` itself).
-//! - `axum`: extractors for [`Claims`] and [`TokenInfo`] (and their `Option` forms).
+//! - `aws_lc_rs`: jsonwebtoken's aws-lc-rs backend, much faster for RSA and ECDSA
+//!   ([BENCHMARKS.md]); used when both are enabled. With neither, building a layer fails
+//!   with [`ConfigErrorKind::NoCryptoBackend`], never a panic at the first request
+//!   (unless the application installed a `jsonwebtoken` `CryptoProvider` itself).
+//! - `axum`: [`Claims`] and [`TokenInfo`] (and `Option` of them) are axum extractors;
+//!   depends on `axum-core` only.
+//! - `redis`: `RedisStore`, revocations shared by every instance through Redis and
+//!   answered from a local mirror ([REDIS.md]).
 //!
 //! [tower]: https://docs.rs/tower
+//! [SECURITY.md]: https://github.com/tower-jwt-auth/tower-jwt-auth/blob/main/SECURITY.md
+//! [BENCHMARKS.md]: https://github.com/tower-jwt-auth/tower-jwt-auth/blob/main/BENCHMARKS.md
+//! [REDIS.md]: https://github.com/tower-jwt-auth/tower-jwt-auth/blob/main/REDIS.md
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -38,7 +38,7 @@ pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
 /// 3. verifies it: the key named by `kid`, that key's one algorithm, `exp`, `nbf`, `iat`,
 ///    `iss`, `aud`, `typ`, a `jti` and a `sub`;
 /// 4. asks the [`RevocationStore`](crate::RevocationStore) whether it was revoked;
-/// 5. on success inserts [`Claims<C>`](Claims) and [`TokenInfo`](crate::TokenInfo) into
+/// 5. on success inserts [`Claims<C>`](crate::Claims) and [`TokenInfo`](crate::TokenInfo) into
 ///    the request's extensions and calls the inner service; otherwise answers with the
 ///    rejection response (RFC 6750 by default), never an error.
 ///

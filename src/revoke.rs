@@ -65,7 +65,8 @@ impl<R: RevocationStore> DynStore for R {
 /// let revoker = auth.revoker();
 /// let info = revoker.revoke_token(token.as_str()).await?;
 /// assert_eq!(info.subject(), "alice");
-/// assert!(auth.store().is_revoked(&info));
+/// # use tower_jwt_auth::{Check, RevocationStatus, RevocationStore};
+/// assert!(matches!(auth.store().check(&info), Check::Ready(Ok(RevocationStatus::Revoked))));
 /// # Ok(())
 /// # }
 /// ```

@@ -1,5 +1,6 @@
 //! The per-request decision, top to bottom: find the token, apply the cross-origin check,
-//! verify it, ask the store whether it was revoked, and put the claims in the request.
+//! verify it (or find it verified before), ask the store whether it was revoked, and put
+//! the claims in the request.
 //!
 //! Everything a request costs is here. [`JwtAuth::call`](crate::JwtAuth) acts on the
 //! [`Decision`]; the response future only finishes a store check that was not answered
@@ -10,7 +11,8 @@ use std::sync::Arc;
 use http::{Request, Response};
 use serde::de::DeserializeOwned;
 
-use crate::claims::{Claims, TokenLocation};
+use crate::cache::TokenCache;
+use crate::claims::{Claims, TokenInfo, TokenLocation};
 use crate::cross_origin;
 use crate::rejection::{OnRejection, Rejection, reasons};
 use crate::source::{self, TokenSource};
@@ -42,6 +44,8 @@ pub(crate) struct Auth<R, F> {
     pub(crate) optional: bool,
     pub(crate) store: Arc<R>,
     pub(crate) on_rejection: F,
+    /// Tokens verified before; `None` when turned off.
+    pub(crate) cache: Option<TokenCache>,
 }
 
 impl<R: RevocationStore, F> Auth<R, F> {
@@ -73,8 +77,8 @@ impl<R: RevocationStore, F> Auth<R, F> {
         {
             return Decision::Reject(rejection);
         }
-        // 3. Is it a valid token?
-        let claims = match self.verifier.verify::<C>(token, location) {
+        // 3. Is it a valid token? (A lookup when it was verified before.)
+        let claims = match self.verify::<C>(token, location) {
             Ok(claims) => claims,
             Err(rejection) => return Decision::Reject(rejection),
         };
@@ -92,6 +96,25 @@ impl<R: RevocationStore, F> Auth<R, F> {
                 Decision::Check(check)
             }
         }
+    }
+
+    /// Verifies `token`, or finds it verified before and checks its time rules again.
+    fn verify<C>(&self, token: &str, location: TokenLocation) -> Result<Claims<C>, Rejection>
+    where
+        C: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let Some(cache) = &self.cache else {
+            return self.verifier.verify(token, location);
+        };
+        if let Some(reg) = cache.get(token) {
+            self.verifier.check_times(&reg)?;
+            if let Some(claims) = Claims::from_token(TokenInfo { reg, location }) {
+                return Ok(claims);
+            }
+        }
+        let claims = self.verifier.verify::<C>(token, location)?;
+        cache.insert(token, &claims.token.reg);
+        Ok(claims)
     }
 
     /// The response for `rejection`, with the rejection in its extensions.

@@ -1,6 +1,8 @@
 //! The verified claims and the token handle put into request extensions.
 
+use std::any::Any;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use serde::de::{self, Deserializer, Visitor};
@@ -16,7 +18,8 @@ pub enum TokenLocation {
     Cookie,
 }
 
-/// The registered claims of a verified token, shared by [`Claims`] and [`TokenInfo`].
+/// The registered claims of a verified token, shared by [`Claims`] and [`TokenInfo`],
+/// and the application's own claims once decoded.
 #[derive(Deserialize)]
 pub(crate) struct Registered {
     #[serde(default)]
@@ -24,15 +27,38 @@ pub(crate) struct Registered {
     pub(crate) sub: String,
     #[serde(default)]
     pub(crate) aud: Audience,
-    #[serde(deserialize_with = "numeric_date_up")]
-    pub(crate) exp: u64,
-    #[serde(default, deserialize_with = "opt_numeric_date")]
-    pub(crate) nbf: Option<u64>,
+    #[serde(deserialize_with = "exp_date")]
+    pub(crate) exp: Date,
+    #[serde(default, deserialize_with = "opt_nbf_date")]
+    pub(crate) nbf: Option<Date>,
     #[serde(deserialize_with = "numeric_date")]
     pub(crate) iat: u64,
     pub(crate) jti: String,
     #[serde(default)]
     pub(crate) iat_us: Option<u64>,
+    /// The application's claims `C` of [`Claims<C>`] (none for `C = ()`), set by the
+    /// verifier; kept here so a cached token hands them out with one reference count.
+    #[serde(skip)]
+    pub(crate) custom: Option<Box<dyn Any + Send + Sync>>,
+}
+
+/// A NumericDate as this crate reads it (`value`) and as `jsonwebtoken` validates it
+/// (`nearest`: fractions rounded to the nearest second). A cached token is judged by
+/// `nearest`, exactly as `jsonwebtoken` would judge it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Date {
+    pub(crate) value: u64,
+    pub(crate) nearest: u64,
+}
+
+impl Date {
+    /// A whole-second date.
+    pub(crate) fn whole(secs: u64) -> Self {
+        Self {
+            value: secs,
+            nearest: secs,
+        }
+    }
 }
 
 /// `aud`: one string or an array of strings (RFC 7519 §4.1.3).
@@ -65,8 +91,35 @@ fn numeric_date<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 /// to the nearest second when it checks `exp`; truncating here would end a revoked
 /// token's denylist entry (kept until `exp` plus the leeway) up to a second before the
 /// token stops passing, and the revoked token would pass again in that second.
-fn numeric_date_up<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    d.deserialize_any(V(f64::ceil))
+fn exp_date<'de, D: Deserializer<'de>>(d: D) -> Result<Date, D::Error> {
+    d.deserialize_any(DateV(f64::ceil))
+}
+
+/// `nbf` as a NumericDate, fractions truncated (as `iat`), with its nearest second.
+fn opt_nbf_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Date>, D::Error> {
+    d.deserialize_any(DateV(f64::trunc)).map(Some)
+}
+
+/// The NumericDate visitor that also keeps the nearest second.
+struct DateV(fn(f64) -> f64);
+
+impl Visitor<'_> for DateV {
+    type Value = Date;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a non-negative NumericDate")
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Date, E> {
+        Ok(Date::whole(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Date, E> {
+        V(self.0).visit_i64(v).map(Date::whole)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Date, E> {
+        Ok(Date {
+            value: V(self.0).visit_f64(v)?,
+            nearest: V(f64::round).visit_f64(v)?,
+        })
+    }
 }
 
 /// The NumericDate visitor; its function rounds fractions.
@@ -92,10 +145,6 @@ impl Visitor<'_> for V {
             Err(E::custom("NumericDate out of range"))
         }
     }
-}
-
-fn opt_numeric_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    numeric_date(d).map(Some)
 }
 
 /// A handle on the verified token of the current request: who it belongs to, its id and
@@ -157,11 +206,12 @@ impl TokenInfo {
                 iss,
                 sub: sub.to_owned(),
                 aud: Audience(aud.to_vec()),
-                exp,
+                exp: Date::whole(exp),
                 nbf: None,
                 iat: iat_us / 1_000_000,
                 jti,
                 iat_us: Some(iat_us),
+                custom: None,
             }),
             location: TokenLocation::Header,
         }
@@ -180,11 +230,12 @@ impl TokenInfo {
                 iss: issuer.map(str::to_owned),
                 sub: subject.to_owned(),
                 aud: Audience::default(),
-                exp,
+                exp: Date::whole(exp),
                 nbf: None,
                 iat,
                 jti: jti.to_owned(),
                 iat_us,
+                custom: None,
             }),
             location: TokenLocation::Header,
         }
@@ -223,12 +274,12 @@ impl TokenInfo {
 
     /// The `exp` claim, in seconds since the Unix epoch.
     pub fn expires_at(&self) -> u64 {
-        self.reg.exp
+        self.reg.exp.value
     }
 
     /// The `nbf` claim, if the token has one.
     pub fn not_before(&self) -> Option<u64> {
-        self.reg.nbf
+        self.reg.nbf.map(|d| d.value)
     }
 
     /// Where the token was found.
@@ -269,10 +320,86 @@ impl fmt::Debug for TokenInfo {
 ///
 /// `Claims` serializes back to one flat JSON object, which is handy for a "who am I"
 /// endpoint.
-#[derive(Clone)]
+///
+/// Cloning is one reference count: the claims are decoded once per token and shared.
 pub struct Claims<C = ()> {
     pub(crate) token: TokenInfo,
-    pub(crate) custom: C,
+    _custom: PhantomData<fn() -> C>,
+}
+
+impl<C> Clone for Claims<C> {
+    fn clone(&self) -> Self {
+        Self {
+            token: self.token.clone(),
+            _custom: PhantomData,
+        }
+    }
+}
+
+impl<C: Send + Sync + 'static> Claims<C> {
+    /// The claims of a token whose [`Registered::custom`] holds a `C` (none for `()`),
+    /// or `None` when it holds another type.
+    pub(crate) fn from_token(token: TokenInfo) -> Option<Self> {
+        let holds_c = match token.reg.custom.as_deref() {
+            None => is_unit::<C>(),
+            Some(custom) => custom.is::<C>(),
+        };
+        holds_c.then_some(Self {
+            token,
+            _custom: PhantomData,
+        })
+    }
+
+    /// The claims of a token just verified with `C` (its `custom` set by
+    /// [`boxed_custom`](Self::boxed_custom)).
+    pub(crate) fn verified(token: TokenInfo) -> Self {
+        Self {
+            token,
+            _custom: PhantomData,
+        }
+    }
+
+    /// Boxes `custom` for [`Registered::custom`]: nothing for `()`.
+    pub(crate) fn boxed_custom(custom: C) -> Option<Box<dyn Any + Send + Sync>> {
+        if is_unit::<C>() {
+            None
+        } else {
+            Some(Box::new(custom))
+        }
+    }
+}
+
+fn is_unit<C: 'static>() -> bool {
+    std::any::TypeId::of::<C>() == std::any::TypeId::of::<()>()
+}
+
+impl<C: 'static> Claims<C> {
+    /// The application's own claims.
+    pub fn custom(&self) -> &C {
+        if let Some(unit) = (&() as &dyn Any).downcast_ref::<C>() {
+            return unit;
+        }
+        // `from_token` checked that `custom` holds a `C`; the claims are immutable.
+        match self
+            .token
+            .reg
+            .custom
+            .as_deref()
+            .and_then(|c| c.downcast_ref::<C>())
+        {
+            Some(custom) => custom,
+            None => unreachable!("Claims<C> is only built around a C"),
+        }
+    }
+
+    /// The application's own claims, cloned out (they are shared with every clone of
+    /// these claims, and with the verified-token cache).
+    pub fn into_custom(self) -> C
+    where
+        C: Clone,
+    {
+        self.custom().clone()
+    }
 }
 
 impl<C> Claims<C> {
@@ -305,16 +432,6 @@ impl<C> Claims<C> {
     pub fn expires_at(&self) -> u64 {
         self.token.expires_at()
     }
-
-    /// The application's own claims.
-    pub fn custom(&self) -> &C {
-        &self.custom
-    }
-
-    /// Takes the application's own claims out.
-    pub fn into_custom(self) -> C {
-        self.custom
-    }
 }
 
 impl<C> fmt::Debug for Claims<C> {
@@ -326,7 +443,7 @@ impl<C> fmt::Debug for Claims<C> {
     }
 }
 
-impl<C: Serialize> Serialize for Claims<C> {
+impl<C: Serialize + 'static> Serialize for Claims<C> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         #[serde(untagged)]
@@ -360,12 +477,12 @@ impl<C: Serialize> Serialize for Claims<C> {
                 [one] => Some(Aud::One(one)),
                 many => Some(Aud::Many(many)),
             },
-            exp: r.exp,
-            nbf: r.nbf,
+            exp: r.exp.value,
+            nbf: r.nbf.map(|d| d.value),
             iat: r.iat,
             jti: &r.jti,
             iat_us: r.iat_us,
-            custom: &self.custom,
+            custom: self.custom(),
         }
         .serialize(serializer)
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use crate::auth::Auth;
+use crate::cache::TokenCache;
 use crate::claims::{TokenInfo, TokenLocation};
 use crate::cross_origin;
 use crate::error::{ConfigError, ConfigErrorKind};
@@ -25,6 +26,9 @@ pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// The largest leeway accepted: one day. It is a clock-skew allowance; more is a
 /// configuration mistake (and jsonwebtoken's `now - leeway` must not underflow).
 const MAX_LEEWAY: Duration = Duration::from_secs(24 * 3600);
+/// Default capacity of the verified-token cache: 10 000 tokens (see
+/// [`JwtAuthLayerBuilder::token_cache`]).
+pub const DEFAULT_TOKEN_CACHE_CAPACITY: u64 = 10_000;
 /// Default longest accepted token: 8 KiB.
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
 
@@ -63,6 +67,7 @@ impl<R, C, F> fmt::Debug for JwtAuthLayer<R, C, F> {
         f.debug_struct("JwtAuthLayer")
             .field("sources", &self.auth.sources)
             .field("optional", &self.auth.optional)
+            .field("token_cache", &self.auth.cache)
             .finish_non_exhaustive()
     }
 }
@@ -112,6 +117,12 @@ impl<R, C, F> JwtAuthLayer<R, C, F> {
             .map(|claims| claims.token)
     }
 
+    /// How many verified tokens the layer's cache holds (0 when it is off), after
+    /// running its pending maintenance; for an operator's gauge, not for every request.
+    pub fn token_cache_len(&self) -> u64 {
+        self.auth.cache.as_ref().map_or(0, TokenCache::settled_len)
+    }
+
     /// The revocation store.
     pub fn store(&self) -> &R {
         &self.auth.store
@@ -154,6 +165,7 @@ struct Settings {
     sources: Vec<TokenSource>,
     trusted_origins: Vec<String>,
     optional: bool,
+    token_cache: u64,
 }
 
 impl Default for Settings {
@@ -169,6 +181,7 @@ impl Default for Settings {
             sources: vec![TokenSource::bearer()],
             trusted_origins: Vec::new(),
             optional: false,
+            token_cache: DEFAULT_TOKEN_CACHE_CAPACITY,
         }
     }
 }
@@ -279,6 +292,23 @@ impl<R, C, F> JwtAuthLayerBuilder<R, C, F> {
         self
     }
 
+    /// How many verified tokens the layer remembers (default
+    /// [`DEFAULT_TOKEN_CACHE_CAPACITY`]); `0` turns the cache off.
+    ///
+    /// A request whose token was verified before costs a lookup instead of a signature
+    /// check and the claims' parsing: for RS256 or ES256 tokens that is most of a
+    /// request's cost. A hit still applies the time rules (`exp`, `nbf`, `iat` with the
+    /// leeway) and the revocation check, exactly as a fresh verification would; only
+    /// successful verifications of tokens up to 2 KiB are kept, each until it can no
+    /// longer pass. Memory: about the token's length plus its claims per entry
+    /// ([BENCHMARKS.md] has the measured figures).
+    ///
+    /// [BENCHMARKS.md]: https://github.com/tower-jwt-auth/tower-jwt-auth/blob/main/BENCHMARKS.md
+    pub fn token_cache(mut self, capacity: u64) -> Self {
+        self.settings.token_cache = capacity;
+        self
+    }
+
     /// Decodes the application's own claims as `C2` into [`Claims<C2>`](crate::Claims).
     pub fn claims<C2>(self) -> JwtAuthLayerBuilder<R, C2, F> {
         JwtAuthLayerBuilder {
@@ -348,6 +378,7 @@ impl<R, C, F> JwtAuthLayerBuilder<R, C, F> {
             max_lifetime: s.max_lifetime.as_secs(),
             max_token_len: s.max_token_len,
         })?;
+        let cache = (s.token_cache > 0).then(|| TokenCache::new(s.token_cache, s.leeway.as_secs()));
         Ok(JwtAuthLayer {
             auth: Arc::new(Auth {
                 verifier: Arc::new(verifier),
@@ -356,6 +387,7 @@ impl<R, C, F> JwtAuthLayerBuilder<R, C, F> {
                 optional: s.optional,
                 store: Arc::new(self.store),
                 on_rejection: self.on_rejection,
+                cache,
             }),
             _claims: PhantomData,
         })

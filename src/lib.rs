@@ -116,6 +116,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod auth;
+mod cache;
 mod claims;
 mod clock;
 mod cross_origin;
@@ -142,8 +143,8 @@ pub use future::ResponseFuture;
 pub use issue::{DEFAULT_TOKEN_LIFETIME, IssuedToken, TokenCookie, TokenIssuer};
 pub use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 pub use layer::{
-    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, DEFAULT_MAX_TOKEN_LIFETIME, JwtAuthLayer,
-    JwtAuthLayerBuilder,
+    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LEN, DEFAULT_MAX_TOKEN_LIFETIME,
+    DEFAULT_TOKEN_CACHE_CAPACITY, JwtAuthLayer, JwtAuthLayerBuilder,
 };
 pub use rejection::{DefaultRejection, OnRejection, Rejection, RejectionKind};
 pub use revoke::Revoker;

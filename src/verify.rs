@@ -7,7 +7,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::de::DeserializeOwned;
 
-use crate::claims::{Claims, TokenInfo, TokenLocation, Wire};
+use crate::claims::{Claims, Registered, TokenInfo, TokenLocation, Wire};
 use crate::clock;
 use crate::error::{ConfigError, ConfigErrorKind};
 use crate::rejection::{Rejection, reasons};
@@ -279,8 +279,27 @@ impl Verifier {
         self.max_lifetime
     }
 
+    /// The time rules, for a token verified before (from the cache): judged as
+    /// `jsonwebtoken` and [`verify`](Self::verify) judge them, in the same order, so a
+    /// cached token gets the answer a fresh verification would give.
+    pub(crate) fn check_times(&self, reg: &Registered) -> Result<(), Rejection> {
+        let now = clock::now_secs();
+        if reg.exp.nearest < now.saturating_sub(self.leeway) {
+            return Err(reasons::EXPIRED);
+        }
+        if let Some(nbf) = reg.nbf
+            && nbf.nearest > now.saturating_add(self.leeway)
+        {
+            return Err(reasons::IMMATURE);
+        }
+        if reg.iat > now.saturating_add(self.leeway) {
+            return Err(reasons::FUTURE_IAT);
+        }
+        Ok(())
+    }
+
     /// Verifies `token` and decodes its claims.
-    pub(crate) fn verify<C: DeserializeOwned + Clone + 'static>(
+    pub(crate) fn verify<C: DeserializeOwned + Clone + Send + Sync + 'static>(
         &self,
         token: &str,
         location: TokenLocation,
@@ -326,7 +345,7 @@ impl Verifier {
         {
             return Err(reasons::BAD_TYPE);
         }
-        let Wire { reg, custom } = wire;
+        let Wire { mut reg, custom } = wire;
         if reg.jti.is_empty() || reg.sub.is_empty() {
             return Err(reasons::BAD_CLAIMS);
         }
@@ -338,16 +357,14 @@ impl Verifier {
         if reg.iat > clock::now_secs().saturating_add(self.leeway) {
             return Err(reasons::FUTURE_IAT);
         }
-        if reg.exp.saturating_sub(reg.iat) > self.max_lifetime {
+        if reg.exp.value.saturating_sub(reg.iat) > self.max_lifetime {
             return Err(reasons::TOO_LONG_LIVED);
         }
-        Ok(Claims {
-            token: TokenInfo {
-                reg: Arc::new(reg),
-                location,
-            },
-            custom,
-        })
+        reg.custom = Claims::boxed_custom(custom);
+        Ok(Claims::verified(TokenInfo {
+            reg: Arc::new(reg),
+            location,
+        }))
     }
 }
 

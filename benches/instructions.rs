@@ -7,8 +7,10 @@
 //! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/deps/instructions-* decode 20000
 //! ```
 //!
-//! `scripts/bench` does this for `decode` (bare `jsonwebtoken::decode`) and `layer` (the
-//! whole layer through `Service::call`) at two counts, so setup cancels out.
+//! `scripts/bench` does this for `decode` (bare `jsonwebtoken::decode`), `layer` (the
+//! whole layer through `Service::call`, a verified-token cache hit), `layer-uncached`
+//! (the cache off), and `miss` / `miss-uncached` (a new token every request, cache on and
+//! off) at two counts, so setup cancels out.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -81,9 +83,13 @@ fn main() {
                 black_box(req);
             }
         }
-        "layer" => {
+        // `layer`: the default layer, so every request after the first is a hit of the
+        // verified-token cache; `layer-uncached`: the cache off, every request verified.
+        "layer" | "layer-uncached" => {
+            let cache = if mode == "layer" { 10_000 } else { 0 };
             let layer = JwtAuthLayer::builder(MemoryStore::new())
                 .key(VerificationKey::hs256(SECRET).unwrap())
+                .token_cache(cache)
                 .build()
                 .unwrap();
             let mut svc = layer.layer(service_fn(noop));
@@ -95,6 +101,37 @@ fn main() {
                 assert!(res.status().is_success());
             }
         }
-        other => panic!("unknown mode {other:?}: use decode or layer"),
+        // `miss` / `miss-uncached`: every request a token never seen before (the worst
+        // stream), with the cache on and off. The tokens are minted before counting
+        // starts only in the sense that both modes mint the same ones: the difference of
+        // the two is the cache's cost on a miss.
+        "miss" | "miss-uncached" => {
+            let cache = if mode == "miss" { 10_000 } else { 0 };
+            let layer = JwtAuthLayer::builder(MemoryStore::new())
+                .key(VerificationKey::hs256(SECRET).unwrap())
+                .token_cache(cache)
+                .build()
+                .unwrap();
+            let mut svc = layer.layer(service_fn(noop));
+            let key = EncodingKey::from_secret(SECRET).unwrap();
+            for i in 0..n {
+                let token = jsonwebtoken::encode(
+                    &Header::new(Algorithm::HS256),
+                    &json!({"sub": "user-1234", "iat": now, "exp": now + 900, "jti": format!("jti-{i:012}")}),
+                    &key,
+                )
+                .unwrap();
+                let mut req = Request::new(());
+                req.headers_mut().insert(
+                    header::AUTHORIZATION,
+                    HeaderValue::try_from(format!("Bearer {token}")).unwrap(),
+                );
+                let res = ready(svc.call(black_box(req))).unwrap();
+                assert!(res.status().is_success());
+            }
+        }
+        other => panic!(
+            "unknown mode {other:?}: use decode, layer, layer-uncached, miss or miss-uncached"
+        ),
     }
 }

@@ -1,6 +1,7 @@
-//! What every request costs: the full layer against a bare `jsonwebtoken::decode` of the
-//! same token, per algorithm; the rejection paths; and the revocation check at 0, 10k
-//! and 1M revoked entries.
+//! What every request costs: the full layer (a verified-token cache hit, and with the
+//! cache off) against a bare `jsonwebtoken::decode` of the same token, per algorithm; the
+//! cache's hit cost with 1 and 100 000 live tokens and its cost on the worst stream; the
+//! rejection paths; and the revocation check at 0, 10k and 1M revoked entries.
 //!
 //! `cargo bench --bench layer` measures the `rust_crypto` backend;
 //! `cargo bench --bench layer --no-default-features --features aws_lc_rs` the other.
@@ -142,6 +143,12 @@ fn decode_vs_layer(c: &mut Criterion) {
             ready(svc.call(request(&token))).unwrap().status(),
             http::StatusCode::OK
         );
+        let uncached = JwtAuthLayer::builder(MemoryStore::new())
+            .key(case.key.clone())
+            .token_cache(0)
+            .build()
+            .unwrap();
+        let mut uncached = uncached.layer(service_fn(noop));
 
         let mut g = c.benchmark_group(format!("verify/{}/{}", backend(), case.name));
         // Both sides get (and drop) the same request, so only the work differs.
@@ -161,6 +168,7 @@ fn decode_vs_layer(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
+        // The default layer: after the first request, a verified-token cache hit.
         g.bench_function("layer", |b| {
             b.iter_batched(
                 || request(&token),
@@ -168,8 +176,79 @@ fn decode_vs_layer(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
+        // The cache off: every request verified.
+        g.bench_function("layer, cache off", |b| {
+            b.iter_batched(
+                || request(&token),
+                |req| ready(uncached.call(req)).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
         g.finish();
     }
+}
+
+/// The verified-token cache: a hit with 1 and 100 000 distinct live tokens cached, and
+/// the worst stream (every request a token never seen), cache on against cache off.
+fn token_cache(c: &mut Criterion) {
+    let key = EncodingKey::from_secret(SECRET).unwrap();
+    let mint = |i: usize| {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims(&format!("jti-{i:012}")),
+            &key,
+        )
+        .unwrap()
+    };
+    let mut g = c.benchmark_group("token_cache/HS256");
+    for live in [1usize, 100_000] {
+        let tokens: Vec<String> = (0..live).map(mint).collect();
+        let layer = JwtAuthLayer::builder(MemoryStore::new())
+            .key(VerificationKey::hs256(SECRET).unwrap())
+            .token_cache(2 * live as u64)
+            .build()
+            .unwrap();
+        let mut svc = layer.layer(service_fn(noop));
+        for t in &tokens {
+            ready(svc.call(request(t))).unwrap();
+        }
+        let mut i = 0;
+        g.bench_function(format!("hit, {live} live"), |b| {
+            b.iter_batched(
+                || {
+                    i = (i + 7919) % live;
+                    request(&tokens[i])
+                },
+                |req| ready(svc.call(req)).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    // The worst stream: a pool larger than the cache, each token seen once per lap.
+    let pool: Vec<String> = (0..200_000).map(|i| mint(1_000_000 + i)).collect();
+    for (name, capacity) in [
+        ("new token every request, cache on", 10_000),
+        ("new token every request, cache off", 0),
+    ] {
+        let layer = JwtAuthLayer::builder(MemoryStore::new())
+            .key(VerificationKey::hs256(SECRET).unwrap())
+            .token_cache(capacity)
+            .build()
+            .unwrap();
+        let mut svc = layer.layer(service_fn(noop));
+        let mut i = 0;
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    i = (i + 1) % pool.len();
+                    request(&pool[i])
+                },
+                |req| ready(svc.call(req)).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
 }
 
 fn rejections(c: &mut Criterion) {
@@ -291,6 +370,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(30);
-    targets = decode_vs_layer, rejections, revocation_check
+    targets = decode_vs_layer, token_cache, rejections, revocation_check
 }
 criterion_main!(benches);

@@ -85,10 +85,16 @@
 //!
 //! [`MemoryStore`]: crate::MemoryStore
 
+mod entry;
 mod error;
 mod feed;
 mod keys;
+mod load;
+mod mirror;
+mod reply;
 mod scripts;
+mod sweep;
+mod timing;
 
 use std::fmt;
 use std::future::Ready;
@@ -99,8 +105,11 @@ use ::redis::ScriptInvocation;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use self::error::{RedisStoreError, RedisStoreErrorKind};
-use self::feed::{Feed, Shared, Timing, bounded, clamp_keep};
+use self::feed::Feed;
 use self::keys::Keys;
+use self::mirror::Shared;
+use self::scripts::clamp_keep;
+use self::timing::{Timing, bounded};
 use super::{Check, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff};
 use crate::{TokenInfo, clock};
 
@@ -217,25 +226,6 @@ impl RedisConfig {
         self.max_reconnect_delay = delay;
         self
     }
-
-    /// The timings, each clamped to a day (so that sums cannot overflow; the feed's
-    /// retention to a year), the reconnect delay to at least 10 ms.
-    fn timing(&self) -> Timing {
-        let day = Duration::from_secs(24 * 3600);
-        let command = self.command_timeout.min(day);
-        Timing {
-            command,
-            load: command.max(Duration::from_secs(5)),
-            connect: self.connect_timeout.min(day),
-            block: (self.max_staleness / 5)
-                .clamp(Duration::from_millis(10), Duration::from_secs(1)),
-            max_backoff: self
-                .max_reconnect_delay
-                .clamp(Duration::from_millis(10), day),
-            retention_ms: u64::try_from(self.feed_retention.min(365 * day).as_millis())
-                .unwrap_or(u64::MAX),
-        }
-    }
 }
 
 /// A [`RevocationStore`] shared through Redis by every instance of an application:
@@ -336,7 +326,7 @@ impl RedisStore {
         }
         let client = ::redis::Client::open(config.url.as_str()).map_err(RedisStoreError::config)?;
         let keys = Arc::new(Keys::new(&config.prefix));
-        let timing = config.timing();
+        let timing = Timing::new(&config);
         let shared = Arc::new(Shared::new());
 
         let mut feed = Feed::new(

@@ -223,9 +223,9 @@ async fn authenticated_requests_send_no_redis_command() {
     );
 }
 
-/// The background task (and every connection) goes with the last clone of the store.
+/// The background tasks (and every connection) go with the last clone of the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropping_the_last_clone_stops_the_background_task() {
+async fn dropping_the_last_clone_stops_the_background_tasks() {
     let server = RedisServer::start();
     let connections = || {
         let list = String::from_utf8(server.command(&["CLIENT", "LIST"])).unwrap();
@@ -237,10 +237,14 @@ async fn dropping_the_last_clone_stops_the_background_task() {
     assert_eq!(connections(), 0);
     let store = connect(&server, "drop:").await;
     let clone = store.clone();
-    assert_eq!(connections(), 2, "one for the feed, one for writes");
+    assert_eq!(
+        connections(),
+        3,
+        "one for the feed, one for the sweep, one for writes"
+    );
     drop(store);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(connections(), 2, "a clone still uses them");
+    assert_eq!(connections(), 3, "a clone still uses them");
     let t = token(None, "s", &unique("jti"));
     conformance::revoke(&clone, &t, now_secs() + 600).await;
     drop(clone);

@@ -3,46 +3,29 @@
 //!
 //! It owns one connection (a blocking read would stall any other command sharing it)
 //! and the id of the last feed entry it applied. Each blocking read that leaves nothing
-//! unread marks the mirror synced; the read's block time is the heartbeat.
+//! unread marks the mirror synced; the read's block time is the heartbeat. Nothing else
+//! runs on this path: the sweep of expired entries is a task of its own (`sweep.rs`), so
+//! however much it has to remove, the feed is never held up by it.
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ::redis::aio::MultiplexedConnection;
-use ::redis::{AsyncConnectionConfig, Client, Value};
+use ::redis::{Client, Value};
 
 use super::entry;
-use super::error::{RedisStoreError, RedisStoreErrorKind};
+use super::error::RedisStoreError;
 use super::keys::Keys;
 use super::load;
 use super::mirror::Shared;
 use super::reply::{entry_id, entry_parts, parse_id, stream_entries, unexpected};
-use super::sweep;
-use super::timing::{Timing, bounded};
+use super::timing::{self, Timing, bounded};
 
 /// How many feed entries one read returns at most.
 const FEED_BATCH: usize = 1_000;
-/// How often expired entries are swept from Redis (by every instance).
-const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// First reconnect delay; doubled per failure up to the configured maximum.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
-
-/// Opens a connection for a background task. No response timeout at the client level:
-/// a feed read blocks on purpose; every call is bounded by its caller instead.
-pub(super) async fn connect(
-    client: &Client,
-    timing: &Timing,
-) -> Result<MultiplexedConnection, RedisStoreError> {
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(timing.connect))
-        .set_response_timeout(None);
-    bounded(
-        timing.connect + timing.command,
-        client.get_multiplexed_async_connection_with_config(&config),
-    )
-    .await
-}
 
 /// The background follower and the last feed id it applied to the mirror.
 pub(super) struct Feed {
@@ -72,7 +55,7 @@ impl Feed {
 
     /// Opens the follower's connection.
     pub(super) async fn connect(&self) -> Result<MultiplexedConnection, RedisStoreError> {
-        connect(&self.client, &self.timing).await
+        timing::connect(&self.client, &self.timing).await
     }
 
     /// Follows the feed forever: reconnects with backoff after any failure, catches up,
@@ -104,17 +87,7 @@ impl Feed {
     ) -> Result<Infallible, RedisStoreError> {
         self.catch_up(c).await?;
         backoff.reset();
-        let mut next_sweep = Instant::now();
         loop {
-            if Instant::now() >= next_sweep {
-                match sweep::sweep(c, &self.keys, &self.timing).await {
-                    // A Redis that refuses writes (out of memory, a replica) must not stop
-                    // the feed; the sweep only frees memory.
-                    Err(e) if e.kind() != RedisStoreErrorKind::Server => return Err(e),
-                    _ => {}
-                }
-                next_sweep = Instant::now() + SWEEP_INTERVAL;
-            }
             let n = self.read_blocking(c).await?;
             if n == FEED_BATCH {
                 // Behind: read on without blocking, with the trim check.

@@ -109,6 +109,7 @@ use self::feed::Feed;
 use self::keys::Keys;
 use self::mirror::Shared;
 use self::scripts::clamp_keep;
+use self::sweep::Sweeper;
 use self::timing::{Timing, bounded};
 use super::{Check, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff};
 use crate::{TokenInfo, clock};
@@ -281,8 +282,28 @@ struct Inner {
     timing: Timing,
     max_staleness: Duration,
     prefix: String,
-    /// Dropped with the last handle, which stops the background task.
+    /// Dropped with the last handle, which stops the feed task.
+    _feed_task: StopOnDrop,
+    /// Dropped with the last handle, which stops the sweep task.
+    _sweep_task: StopOnDrop,
+}
+
+/// Stops a background task when dropped.
+struct StopOnDrop {
+    /// Dropping the sender wakes the task's `select!`, which then ends.
     _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Runs `task` in the background until the returned guard is dropped.
+fn spawn_until_dropped(task: impl Future<Output = ()> + Send + 'static) -> StopOnDrop {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = stopped => {}
+            () = task => {}
+        }
+    });
+    StopOnDrop { _stop: stop }
 }
 
 impl fmt::Debug for RedisStore {
@@ -335,6 +356,7 @@ impl RedisStore {
             Arc::clone(&keys),
             timing,
         );
+        let sweeper = Sweeper::new(client.clone(), Arc::clone(&keys), timing);
         let mut conn = feed.connect().await?;
         feed.resync(&mut conn).await?;
         feed.catch_up(&mut conn).await?;
@@ -350,13 +372,10 @@ impl RedisStore {
         )
         .await?;
 
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = stopped => {}
-                () = feed.run(Some(conn)) => {}
-            }
-        });
+        // Not fatal: the sweep only frees memory, and its task reconnects by itself.
+        let sweep_conn = sweeper.connect().await.ok();
+        let feed_task = spawn_until_dropped(feed.run(Some(conn)));
+        let sweep_task = spawn_until_dropped(sweeper.run(sweep_conn));
 
         Ok(Self {
             inner: Arc::new(Inner {
@@ -366,7 +385,8 @@ impl RedisStore {
                 timing,
                 max_staleness: config.max_staleness,
                 prefix: config.prefix,
-                _stop: stop,
+                _feed_task: feed_task,
+                _sweep_task: sweep_task,
             }),
         })
     }

@@ -1,7 +1,11 @@
 //! The timings the store works with, derived from its [`RedisConfig`], and the bound put
-//! on every Redis call: a frozen Redis is detected, never waited on.
+//! on every Redis call (connecting included): a frozen Redis is detected, never waited
+//! on.
 
 use std::time::Duration;
+
+use ::redis::aio::MultiplexedConnection;
+use ::redis::{AsyncConnectionConfig, Client};
 
 use super::RedisConfig;
 use super::error::RedisStoreError;
@@ -53,4 +57,20 @@ pub(super) async fn bounded<T>(
         Ok(result) => result.map_err(RedisStoreError::from),
         Err(_) => Err(RedisStoreError::timeout()),
     }
+}
+
+/// Opens a connection for a background task. No response timeout at the client level:
+/// a feed read blocks on purpose; every call is bounded by its caller instead.
+pub(super) async fn connect(
+    client: &Client,
+    timing: &Timing,
+) -> Result<MultiplexedConnection, RedisStoreError> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timing.connect))
+        .set_response_timeout(None);
+    bounded(
+        timing.connect + timing.command,
+        client.get_multiplexed_async_connection_with_config(&config),
+    )
+    .await
 }

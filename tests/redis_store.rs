@@ -306,3 +306,49 @@ async fn bad_settings_and_an_unreachable_redis_are_errors_at_connect() {
     let config = RedisConfig::new("redis://user:s3cret@127.0.0.1:6379/");
     assert!(!format!("{config:?}").contains("s3cret"));
 }
+
+/// `Debug` shows the store's settings and the mirror's age, never the mirror's size:
+/// counting it walks every revocation group, too slow for a log line on a big mirror.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_output_does_not_depend_on_the_mirror_s_size() {
+    const N: u64 = 20_000;
+    let server = RedisServer::shared();
+    let prefix = format!("{}:", unique("debug"));
+    // N revocations, written server-side in the store's encoding as N logouts would.
+    let fill = "for i = 1, tonumber(ARGV[1]) do \
+        redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3] .. '.+3:issjti-' .. i) end return 1";
+    let exp = now_secs() + 600;
+    let reply = server.command(&[
+        "EVAL",
+        fill,
+        "1",
+        &format!("{prefix}denylist"),
+        &N.to_string(),
+        &(exp + 60).to_string(),
+        &exp.to_string(),
+    ]);
+    assert_eq!(reply, b":1\r\n", "{}", String::from_utf8_lossy(&reply));
+    let big = connect(server, &prefix).await;
+    assert_eq!(big.mirror_len().0, N);
+    let empty = connect(server, &prefix.replace("debug", "debug-empty")).await;
+    assert_eq!(empty.mirror_len(), (0, 0));
+
+    // Everything but the mirror's age, which moves.
+    let shown = |store: &RedisStore| {
+        let debug = format!("{store:?}");
+        let (settings, age) = debug.split_once("mirror_age: ").expect(&debug);
+        assert!(age.ends_with(", .. }"), "{debug}");
+        settings.to_owned()
+    };
+    let big_shown = shown(&big);
+    assert_eq!(
+        big_shown,
+        format!("RedisStore {{ prefix: {prefix:?}, command_timeout: 1s, max_staleness: 5s, ")
+    );
+    assert!(!big_shown.contains(&N.to_string()), "{big_shown}");
+    assert_eq!(
+        shown(&empty),
+        big_shown.replace("debug", "debug-empty"),
+        "the same fields whatever the mirror holds"
+    );
+}

@@ -12,6 +12,7 @@ use ::redis::Value;
 use ::redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc::Sender;
 
+use super::entry::Entry;
 use super::error::RedisStoreError;
 use super::keys::{self, Keys};
 use super::mirror::Shared;
@@ -207,18 +208,14 @@ impl Batch {
                     if let Some((exp, iss, jti)) = keys::parse_token_member(member)
                         && let Some(keep) = score(&pair[1])
                     {
-                        shared
-                            .mirror
-                            .insert_token(&RevokedToken::new(iss, jti, exp, keep));
+                        shared.apply(&Entry::Token(RevokedToken::new(iss, jti, exp, keep)));
                     }
                 }
                 Self::Cutoffs(_) => {
                     if let Some((iss, id)) = keys::parse_member(member)
                         && let Some((cutoff, keep)) = bytes(&pair[1]).and_then(parse_cutoff)
                     {
-                        shared
-                            .mirror
-                            .insert_cutoff(&SubjectCutoff::new(iss, id, cutoff, keep));
+                        shared.apply(&Entry::Cutoff(SubjectCutoff::new(iss, id, cutoff, keep)));
                     }
                 }
             }

@@ -104,6 +104,7 @@ use std::time::Duration;
 use ::redis::ScriptInvocation;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use self::entry::Entry;
 pub use self::error::{RedisStoreError, RedisStoreErrorKind};
 use self::feed::Feed;
 use self::keys::Keys;
@@ -308,12 +309,34 @@ fn spawn_until_dropped(task: impl Future<Output = ()> + Send + 'static) -> StopO
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (tokens, cutoffs) = self.mirror_len();
+        let inner = &*self.inner;
+        Summary {
+            prefix: &inner.prefix,
+            command_timeout: inner.timing.command,
+            max_staleness: inner.max_staleness,
+            shared: &inner.shared,
+        }
+        .fmt(f)
+    }
+}
+
+/// What a store's `Debug` shows: its settings and the mirror's age, each read in
+/// constant time. Never the mirror's size ([`RedisStore::mirror_len`] walks every
+/// revocation group) nor the URL (it may carry a password; the store does not keep it).
+struct Summary<'a> {
+    prefix: &'a str,
+    command_timeout: Duration,
+    max_staleness: Duration,
+    shared: &'a Shared,
+}
+
+impl fmt::Debug for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
-            .field("prefix", &self.inner.prefix)
-            .field("mirrored_tokens", &tokens)
-            .field("mirrored_cutoffs", &cutoffs)
-            .field("mirror_age", &self.mirror_age())
+            .field("prefix", &self.prefix)
+            .field("command_timeout", &self.command_timeout)
+            .field("max_staleness", &self.max_staleness)
+            .field("mirror_age", &self.shared.age())
             .finish_non_exhaustive()
     }
 }
@@ -398,10 +421,13 @@ impl RedisStore {
         self.inner.shared.age()
     }
 
-    /// How many denylist entries and subject cutoffs the local mirror holds, including
-    /// expired ones not yet swept.
+    /// How many denylist entries and subject cutoffs the local mirror holds (expired
+    /// ones not counted).
+    ///
+    /// This walks every revocation group, so its cost grows with the mirror: call it
+    /// for tests or an occasional metric, not per request (`Debug` does not call it).
     pub fn mirror_len(&self) -> (u64, u64) {
-        self.inner.shared.mirror.len()
+        self.inner.shared.len()
     }
 
     /// Runs a write script within the command timeout. A write that failed because the
@@ -439,7 +465,7 @@ impl RevocationStore for RedisStore {
         if inner.shared.age() > inner.max_staleness {
             return Check::Ready(Err(RedisStoreError::new(RedisStoreErrorKind::Stale)));
         }
-        Check::Ready(Ok(inner.shared.mirror.status(token)))
+        Check::Ready(Ok(inner.shared.status(token)))
     }
 
     async fn revoke(&self, token: &RevokedToken<'_>) -> Result<(), RedisStoreError> {
@@ -459,7 +485,7 @@ impl RevocationStore for RedisStore {
             .arg(clamp_keep(token.keep_until()))
             .arg(inner.timing.retention_ms);
         self.write(&script).await?;
-        inner.shared.mirror.insert_token(token);
+        inner.shared.apply(&Entry::Token(*token));
         Ok(())
     }
 
@@ -477,7 +503,57 @@ impl RevocationStore for RedisStore {
             .arg(clamp_keep(cutoff.keep_until()))
             .arg(inner.timing.retention_ms);
         self.write(&script).await?;
-        inner.shared.mirror.insert_cutoff(cutoff);
+        inner.shared.apply(&Entry::Cutoff(*cutoff));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RevokedToken;
+
+    fn summary(shared: &Shared) -> String {
+        let timing = Timing::new(&RedisConfig::new("redis://user:s3cret@localhost/"));
+        let shown = format!(
+            "{:?}",
+            Summary {
+                prefix: "p:",
+                command_timeout: timing.command,
+                max_staleness: Duration::from_secs(5),
+                shared,
+            }
+        );
+        // Everything but the mirror's age, which moves.
+        shown.split_once("mirror_age: ").unwrap().0.to_owned()
+    }
+
+    #[test]
+    fn debug_never_counts_the_mirror() {
+        let empty = Shared::new();
+        let big = Shared::new();
+        let exp = crate::clock::now_secs() + 600;
+        for i in 0..50_000 {
+            let jti = format!("jti-{i}");
+            big.apply(&Entry::Token(RevokedToken::new(
+                None,
+                &jti,
+                exp + i % 7,
+                exp + 60,
+            )));
+        }
+        let shown = summary(&big);
+        assert_eq!(shown, summary(&empty), "independent of the mirror's size");
+        assert_eq!(
+            shown,
+            "RedisStore { prefix: \"p:\", command_timeout: 1s, max_staleness: 5s, "
+        );
+        assert_eq!(big.len_calls(), 0, "Debug walked the mirror");
+        assert_eq!(big.len(), (50_000, 0));
+        assert_eq!(
+            big.len_calls(),
+            1,
+            "the count is the only walk, and is counted"
+        );
     }
 }

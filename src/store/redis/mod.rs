@@ -1,89 +1,19 @@
-//! The Redis-backed store (feature `redis`): Redis is the shared source of truth, and
-//! every instance answers checks from a local mirror kept current by a change feed.
+//! The Redis-backed store (feature `redis`): [`RedisStore`] and its [`RedisConfig`].
 //!
-//! # Data model
+//! Redis is the shared source of truth; every instance answers checks from a local
+//! mirror kept current by a change feed. The design, the failure policy and the measured
+//! results are stated once, in [REDIS.md]. Each file here documents its own part:
 //!
-//! Under the configured prefix `P` (default `tower-jwt-auth:`):
+//! - `mirror.rs`: the mirror and how fresh it is (all a check reads);
+//! - `feed.rs`: the follower task that keeps the mirror current;
+//! - `load.rs`: the full load from the sets, at start-up and on resync;
+//! - `sweep.rs`: the task that removes expired entries from Redis;
+//! - `scripts.rs`: the Lua scripts every write and sweep runs;
+//! - `entry.rs`, `keys.rs`, `reply.rs`: the feed entries, the key names and member
+//!   encoding, and the decoding of Redis's replies;
+//! - `timing.rs`, `error.rs`: the timings and bounds of every call, and the error type.
 //!
-//! - `P denylist`: sorted set, member = the encoded (`exp`, issuer, `jti`), score =
-//!   `keep_until`.
-//! - `P cutoffs`: hash, field = the encoded (issuer, `sub`), value =
-//!   `"<cutoff_micros>:<keep_until>"`.
-//! - `P cutoffs:expiry`: sorted set, the same fields scored by `keep_until` (the sweep's
-//!   index).
-//! - `P feed`: stream, one entry per write (the entry as merged in Redis).
-//!
-//! An (issuer, id) pair is encoded unambiguously as `-<id>` (no issuer) or
-//! `+<len>:<issuer><id>`, so `:` or any other byte in a claim is harmless. Sets rather
-//! than one key per entry: a load reads them in a few pipelined round trips and never
-//! scans other applications' keys.
-//!
-//! Every write is one Lua script (see `scripts.rs`) that updates the set and appends to the
-//! feed atomically: a cutoff and every retention only move forward under concurrent
-//! writers, and a write is in the feed exactly when it is in the set. The sets' keys
-//! expire with their longest-lived entry; expired members are ignored by every reader
-//! and removed by a sweep each instance runs every second (`ZRANGEBYSCORE` on Redis's
-//! clock, at most 1 000 per script call). The feed is trimmed by `XADD ... MINID ~` to
-//! the configured retention (10 minutes by default), so it stays bounded.
-//!
-//! # The mirror and the feed
-//!
-//! The mirror is a [`MemoryStore`], so `check` is exactly as fast and allocation-free as
-//! the in-memory store's: zero Redis commands per request. A background task owns one
-//! dedicated connection and blocks on `XREAD BLOCK` from the last id it applied, so a
-//! revocation on any instance reaches every mirror one round trip after it is written.
-//! A revoke on this instance is also applied to the mirror as soon as Redis confirms it
-//! (read-your-writes), before the feed brings it back (applying twice changes nothing).
-//!
-//! Pub/sub would lose messages while disconnected; a stream does not. After a reconnect
-//! the task reads on from its last id, in the same `MULTI` as a check that nothing after
-//! that id was trimmed away (trimming only removes a prefix, so the read is complete
-//! exactly when the stream's first entry is at or before the last id). If something
-//! was, or the stream was lost, it resyncs: it notes the feed's newest id, loads both
-//! sets into the mirror, then reads the feed on from the noted id. Anything written
-//! during the load is seen by the load or the feed, or both. `connect` runs this same
-//! resync before it returns, so a new instance holds every current revocation before it
-//! serves its first request. The mirror only ever adds entries (each expires on its
-//! own), so a resync never forgets anything the instance knew.
-//!
-//! The load reads the denylist in windows of scores, each one atomic `ZRANGEBYSCORE` of
-//! about 10 000 members, bounded by the scores found at every 10 000th rank and eight
-//! to a round trip; each member present for the whole load falls in exactly one window
-//! (scores only grow, and windows are read in ascending order). It costs the server
-//! about a seventh of what `ZSCAN` does. Cutoffs come in one `HGETALL` (or `HSCAN`
-//! when there are more than 50 000). Replies are parsed while a blocking thread fills
-//! the mirror: 1M revocations load in about 3–4 s, most of it inserting into the
-//! mirror.
-//!
-//! # Failure policy
-//!
-//! - `revoke`/`revoke_subject` write to Redis first, within
-//!   [`RedisConfig::command_timeout`] (1 s by default), and only then to the mirror. A
-//!   timeout or error is returned as `Err`: nothing is reported done that Redis has not
-//!   confirmed. (A timed-out write may still land later; it then reaches every mirror
-//!   through the feed, which errs on the safe side.)
-//! - `check` never waits on Redis. The task marks the mirror current after each feed
-//!   read that leaves nothing unread, at least every `min(max_staleness / 5, 1 s)` (the
-//!   block time of `XREAD` is the heartbeat). Once the mirror has not been confirmed
-//!   current for [`RedisConfig::max_staleness`] (5 s by default), `check` fails closed
-//!   with [`RedisStoreErrorKind::Stale`] (the layer answers 503) until the task has
-//!   reconnected and caught up.
-//! - The task reconnects by itself with exponential backoff and jitter (50 ms doubling
-//!   up to [`RedisConfig::max_reconnect_delay`]), catches up and carries on. Every Redis
-//!   call is bounded by a timeout, so a frozen Redis is detected, not waited on.
-//! - The task stops when the last clone of the store is dropped.
-//!
-//! # Persistence
-//!
-//! Redis must persist writes (`appendonly yes`, ideally `appendfsync always` or
-//! `everysec`) for revocations to survive its restart; see `REDIS.md` at the repository
-//! root. Without persistence, running instances keep their mirrors, but revocations made
-//! before the restart are gone from Redis, so instances started afterwards accept those
-//! tokens again.
-//!
-//! Requires Redis 6.2 or later (`XADD MINID`, exclusive `XRANGE`), or Valkey.
-//!
-//! [`MemoryStore`]: crate::MemoryStore
+//! [REDIS.md]: https://github.com/tower-jwt-auth/tower-jwt-auth/blob/main/REDIS.md
 
 mod entry;
 mod error;
@@ -234,26 +164,19 @@ impl RedisConfig {
 /// a logout on one instance is enforced by all of them, with no Redis round trip per
 /// request.
 ///
-/// Each instance keeps a local mirror of every current revocation and answers
-/// [`check`](RevocationStore::check) from it synchronously ([`Check::Ready`]). A revoke
-/// is written to Redis, then applied locally; a background task follows a Redis Stream
-/// of changes, so a revocation made on any instance reaches the others within a round
-/// trip of the write (well under a millisecond on loopback), and catches up after a
-/// disconnect without losing anything.
+/// Checks are answered synchronously ([`Check::Ready`]) from a local mirror that a
+/// background task keeps current; [`connect`](Self::connect) loads every current
+/// revocation before it returns. A revoke returns `Err` unless Redis confirmed it within
+/// [`command_timeout`](RedisConfig::command_timeout): never report such a logout as done.
+/// Once the mirror has not been confirmed current for
+/// [`max_staleness`](RedisConfig::max_staleness), checks fail closed
+/// ([`RedisStoreErrorKind::Stale`], a 503 from the layer) until it has caught up.
 ///
-/// - [`connect`](Self::connect) loads every current revocation before it returns.
-/// - A revoke returns `Err` if Redis has not confirmed it within
-///   [`command_timeout`](RedisConfig::command_timeout): never report such a logout as
-///   done.
-/// - While Redis is unreachable, checks are answered from the mirror for
-///   [`max_staleness`](RedisConfig::max_staleness), then fail closed
-///   ([`RedisStoreErrorKind::Stale`], a 503 from the layer) until the mirror has caught
-///   up. Reconnection is automatic.
-/// - Redis must persist its data (`appendonly yes`) for revocations to survive its
-///   restart; see `REDIS.md` in the repository.
-///
-/// Cloning is cheap; clones share the mirror and the connections. The background task
-/// stops when the last clone is dropped. Requires a Tokio runtime and Redis 6.2 or later.
+/// Cloning is cheap; clones share the mirror, the connections and the background tasks,
+/// which stop when the last clone is dropped. Requires a Tokio runtime and Redis 6.2 or
+/// later. How it works, what happens in each failure, the Redis settings revocations
+/// need to survive a restart, and the measured results:
+/// [REDIS.md](https://github.com/tower-jwt-auth/tower-jwt-auth/blob/main/REDIS.md).
 ///
 /// ```no_run
 /// use tower_jwt_auth::{JwtAuthLayer, RedisConfig, RedisStore, VerificationKey};

@@ -84,7 +84,7 @@ return redis.call('XADD', KEYS[3], 'MINID', '~', string.format('%d', minid), '*'
     ))
 });
 
-/// Removes up to ARGV[1] expired denylist entries and as many expired cutoffs; returns
+/// Removes up to `ARGV[1]` expired denylist entries and as many expired cutoffs; returns
 /// how many were removed. Expired entries are already ignored by every reader; this only
 /// frees memory. Nothing goes to the feed: each mirror expires its entries itself.
 ///

@@ -2,10 +2,11 @@
 //!
 //! Expired entries are already ignored by every reader (each mirror expires its own, and
 //! a load skips them); the sweep only frees Redis's memory. Every instance runs it once
-//! a second, on its own connection, apart from the feed: a mass expiry (every token of
-//! a busy hour expiring in the same second, say) takes Redis a while to remove, and
-//! none of that time may delay the feed that keeps the mirror fresh. Each script call
-//! removes a bounded batch, on Redis's clock, so other clients are served in between.
+//! a second, on its own connection, apart from the feed: a mass expiry (hundreds of
+//! thousands of entries kept until the same second, after a mass logout, say) takes
+//! Redis seconds to remove, and none of that time may delay the feed that keeps the
+//! mirror fresh. Each script call removes a bounded batch, on Redis's clock, so other
+//! clients are served in between.
 //!
 //! Failures are not fatal and not retried in a hurry: a lost connection is reopened at
 //! the next tick; a Redis that refuses writes (out of memory, a replica) is asked again

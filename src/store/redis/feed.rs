@@ -38,6 +38,8 @@ pub(super) struct Feed {
 }
 
 impl Feed {
+    /// A follower that has applied nothing yet; [`resync`](Self::resync) and
+    /// [`catch_up`](Self::catch_up) bring it up to date, [`run`](Self::run) follows on.
     pub(super) fn new(
         shared: Arc<Shared>,
         client: Client,

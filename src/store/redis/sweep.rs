@@ -37,6 +37,7 @@ pub(super) struct Sweeper {
 }
 
 impl Sweeper {
+    /// A sweeper of `keys`; nothing runs until [`run`](Self::run).
     pub(super) fn new(client: Client, keys: Arc<Keys>, timing: Timing) -> Self {
         Self {
             client,

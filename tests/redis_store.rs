@@ -223,9 +223,9 @@ async fn authenticated_requests_send_no_redis_command() {
     );
 }
 
-/// The background task (and every connection) goes with the last clone of the store.
+/// The background tasks (and every connection) go with the last clone of the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropping_the_last_clone_stops_the_background_task() {
+async fn dropping_the_last_clone_stops_the_background_tasks() {
     let server = RedisServer::start();
     let connections = || {
         let list = String::from_utf8(server.command(&["CLIENT", "LIST"])).unwrap();
@@ -237,10 +237,14 @@ async fn dropping_the_last_clone_stops_the_background_task() {
     assert_eq!(connections(), 0);
     let store = connect(&server, "drop:").await;
     let clone = store.clone();
-    assert_eq!(connections(), 2, "one for the feed, one for writes");
+    assert_eq!(
+        connections(),
+        3,
+        "one for the feed, one for the sweep, one for writes"
+    );
     drop(store);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(connections(), 2, "a clone still uses them");
+    assert_eq!(connections(), 3, "a clone still uses them");
     let t = token(None, "s", &unique("jti"));
     conformance::revoke(&clone, &t, now_secs() + 600).await;
     drop(clone);
@@ -301,4 +305,50 @@ async fn bad_settings_and_an_unreachable_redis_are_errors_at_connect() {
     // The URL may carry a password: never printed.
     let config = RedisConfig::new("redis://user:s3cret@127.0.0.1:6379/");
     assert!(!format!("{config:?}").contains("s3cret"));
+}
+
+/// `Debug` shows the store's settings and the mirror's age, never the mirror's size:
+/// counting it walks every revocation group, too slow for a log line on a big mirror.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_output_does_not_depend_on_the_mirror_s_size() {
+    const N: u64 = 20_000;
+    let server = RedisServer::shared();
+    let prefix = format!("{}:", unique("debug"));
+    // N revocations, written server-side in the store's encoding as N logouts would.
+    let fill = "for i = 1, tonumber(ARGV[1]) do \
+        redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3] .. '.+3:issjti-' .. i) end return 1";
+    let exp = now_secs() + 600;
+    let reply = server.command(&[
+        "EVAL",
+        fill,
+        "1",
+        &format!("{prefix}denylist"),
+        &N.to_string(),
+        &(exp + 60).to_string(),
+        &exp.to_string(),
+    ]);
+    assert_eq!(reply, b":1\r\n", "{}", String::from_utf8_lossy(&reply));
+    let big = connect(server, &prefix).await;
+    assert_eq!(big.mirror_len().0, N);
+    let empty = connect(server, &prefix.replace("debug", "debug-empty")).await;
+    assert_eq!(empty.mirror_len(), (0, 0));
+
+    // Everything but the mirror's age, which moves.
+    let shown = |store: &RedisStore| {
+        let debug = format!("{store:?}");
+        let (settings, age) = debug.split_once("mirror_age: ").expect(&debug);
+        assert!(age.ends_with(", .. }"), "{debug}");
+        settings.to_owned()
+    };
+    let big_shown = shown(&big);
+    assert_eq!(
+        big_shown,
+        format!("RedisStore {{ prefix: {prefix:?}, command_timeout: 1s, max_staleness: 5s, ")
+    );
+    assert!(!big_shown.contains(&N.to_string()), "{big_shown}");
+    assert_eq!(
+        shown(&empty),
+        big_shown.replace("debug", "debug-empty"),
+        "the same fields whatever the mirror holds"
+    );
 }

@@ -1,94 +1,30 @@
-//! The Redis-backed store (feature `redis`): Redis is the shared source of truth, and
-//! every instance answers checks from a local mirror kept current by a change feed.
+//! The Redis-backed store (feature `redis`): [`RedisStore`] and its [`RedisConfig`].
 //!
-//! # Data model
+//! Redis is the shared source of truth; every instance answers checks from a local
+//! mirror kept current by a change feed. The design, the failure policy and the measured
+//! results are stated once, in [REDIS.md]. Each file here documents its own part:
 //!
-//! Under the configured prefix `P` (default `tower-jwt-auth:`):
+//! - `mirror.rs`: the mirror and how fresh it is (all a check reads);
+//! - `feed.rs`: the follower task that keeps the mirror current;
+//! - `load.rs`: the full load from the sets, at start-up and on resync;
+//! - `sweep.rs`: the task that removes expired entries from Redis;
+//! - `scripts.rs`: the Lua scripts every write and sweep runs;
+//! - `entry.rs`, `keys.rs`, `reply.rs`: the feed entries, the key names and member
+//!   encoding, and the decoding of Redis's replies;
+//! - `timing.rs`, `error.rs`: the timings and bounds of every call, and the error type.
 //!
-//! - `P denylist`: sorted set, member = the encoded (`exp`, issuer, `jti`), score =
-//!   `keep_until`.
-//! - `P cutoffs`: hash, field = the encoded (issuer, `sub`), value =
-//!   `"<cutoff_micros>:<keep_until>"`.
-//! - `P cutoffs:expiry`: sorted set, the same fields scored by `keep_until` (the sweep's
-//!   index).
-//! - `P feed`: stream, one entry per write (the entry as merged in Redis).
-//!
-//! An (issuer, id) pair is encoded unambiguously as `-<id>` (no issuer) or
-//! `+<len>:<issuer><id>`, so `:` or any other byte in a claim is harmless. Sets rather
-//! than one key per entry: a load reads them in a few pipelined round trips and never
-//! scans other applications' keys.
-//!
-//! Every write is one Lua script (see `scripts.rs`) that updates the set and appends to the
-//! feed atomically: a cutoff and every retention only move forward under concurrent
-//! writers, and a write is in the feed exactly when it is in the set. The sets' keys
-//! expire with their longest-lived entry; expired members are ignored by every reader
-//! and removed by a sweep each instance runs every second (`ZRANGEBYSCORE` on Redis's
-//! clock, at most 1 000 per script call). The feed is trimmed by `XADD ... MINID ~` to
-//! the configured retention (10 minutes by default), so it stays bounded.
-//!
-//! # The mirror and the feed
-//!
-//! The mirror is a [`MemoryStore`], so `check` is exactly as fast and allocation-free as
-//! the in-memory store's: zero Redis commands per request. A background task owns one
-//! dedicated connection and blocks on `XREAD BLOCK` from the last id it applied, so a
-//! revocation on any instance reaches every mirror one round trip after it is written.
-//! A revoke on this instance is also applied to the mirror as soon as Redis confirms it
-//! (read-your-writes), before the feed brings it back (applying twice changes nothing).
-//!
-//! Pub/sub would lose messages while disconnected; a stream does not. After a reconnect
-//! the task reads on from its last id, in the same `MULTI` as a check that nothing after
-//! that id was trimmed away (trimming only removes a prefix, so the read is complete
-//! exactly when the stream's first entry is at or before the last id). If something
-//! was, or the stream was lost, it resyncs: it notes the feed's newest id, loads both
-//! sets into the mirror, then reads the feed on from the noted id. Anything written
-//! during the load is seen by the load or the feed, or both. `connect` runs this same
-//! resync before it returns, so a new instance holds every current revocation before it
-//! serves its first request. The mirror only ever adds entries (each expires on its
-//! own), so a resync never forgets anything the instance knew.
-//!
-//! The load reads the denylist in windows of scores, each one atomic `ZRANGEBYSCORE` of
-//! about 10 000 members, bounded by the scores found at every 10 000th rank and eight
-//! to a round trip; each member present for the whole load falls in exactly one window
-//! (scores only grow, and windows are read in ascending order). It costs the server
-//! about a seventh of what `ZSCAN` does. Cutoffs come in one `HGETALL` (or `HSCAN`
-//! when there are more than 50 000). Replies are parsed while a blocking thread fills
-//! the mirror: 1M revocations load in about 3–4 s, most of it inserting into the
-//! mirror.
-//!
-//! # Failure policy
-//!
-//! - `revoke`/`revoke_subject` write to Redis first, within
-//!   [`RedisConfig::command_timeout`] (1 s by default), and only then to the mirror. A
-//!   timeout or error is returned as `Err`: nothing is reported done that Redis has not
-//!   confirmed. (A timed-out write may still land later; it then reaches every mirror
-//!   through the feed, which errs on the safe side.)
-//! - `check` never waits on Redis. The task marks the mirror current after each feed
-//!   read that leaves nothing unread, at least every `min(max_staleness / 5, 1 s)` (the
-//!   block time of `XREAD` is the heartbeat). Once the mirror has not been confirmed
-//!   current for [`RedisConfig::max_staleness`] (5 s by default), `check` fails closed
-//!   with [`RedisStoreErrorKind::Stale`] (the layer answers 503) until the task has
-//!   reconnected and caught up.
-//! - The task reconnects by itself with exponential backoff and jitter (50 ms doubling
-//!   up to [`RedisConfig::max_reconnect_delay`]), catches up and carries on. Every Redis
-//!   call is bounded by a timeout, so a frozen Redis is detected, not waited on.
-//! - The task stops when the last clone of the store is dropped.
-//!
-//! # Persistence
-//!
-//! Redis must persist writes (`appendonly yes`, ideally `appendfsync always` or
-//! `everysec`) for revocations to survive its restart; see `REDIS.md` at the repository
-//! root. Without persistence, running instances keep their mirrors, but revocations made
-//! before the restart are gone from Redis, so instances started afterwards accept those
-//! tokens again.
-//!
-//! Requires Redis 6.2 or later (`XADD MINID`, exclusive `XRANGE`), or Valkey.
-//!
-//! [`MemoryStore`]: crate::MemoryStore
+//! [REDIS.md]: https://github.com/tower-jwt-auth/tower-jwt-auth/blob/main/REDIS.md
 
+mod entry;
 mod error;
 mod feed;
 mod keys;
+mod load;
+mod mirror;
+mod reply;
 mod scripts;
+mod sweep;
+mod timing;
 
 use std::fmt;
 use std::future::Ready;
@@ -98,9 +34,14 @@ use std::time::Duration;
 use ::redis::ScriptInvocation;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use self::entry::Entry;
 pub use self::error::{RedisStoreError, RedisStoreErrorKind};
-use self::feed::{Feed, Shared, Timing, bounded, clamp_keep};
+use self::feed::Feed;
 use self::keys::Keys;
+use self::mirror::Shared;
+use self::scripts::clamp_keep;
+use self::sweep::Sweeper;
+use self::timing::{Timing, bounded};
 use super::{Check, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff};
 use crate::{TokenInfo, clock};
 
@@ -217,51 +158,25 @@ impl RedisConfig {
         self.max_reconnect_delay = delay;
         self
     }
-
-    /// The timings, each clamped to a day (so that sums cannot overflow; the feed's
-    /// retention to a year), the reconnect delay to at least 10 ms.
-    fn timing(&self) -> Timing {
-        let day = Duration::from_secs(24 * 3600);
-        let command = self.command_timeout.min(day);
-        Timing {
-            command,
-            load: command.max(Duration::from_secs(5)),
-            connect: self.connect_timeout.min(day),
-            block: (self.max_staleness / 5)
-                .clamp(Duration::from_millis(10), Duration::from_secs(1)),
-            max_backoff: self
-                .max_reconnect_delay
-                .clamp(Duration::from_millis(10), day),
-            retention_ms: u64::try_from(self.feed_retention.min(365 * day).as_millis())
-                .unwrap_or(u64::MAX),
-        }
-    }
 }
 
 /// A [`RevocationStore`] shared through Redis by every instance of an application:
 /// a logout on one instance is enforced by all of them, with no Redis round trip per
 /// request.
 ///
-/// Each instance keeps a local mirror of every current revocation and answers
-/// [`check`](RevocationStore::check) from it synchronously ([`Check::Ready`]). A revoke
-/// is written to Redis, then applied locally; a background task follows a Redis Stream
-/// of changes, so a revocation made on any instance reaches the others within a round
-/// trip of the write (well under a millisecond on loopback), and catches up after a
-/// disconnect without losing anything.
+/// Checks are answered synchronously ([`Check::Ready`]) from a local mirror that a
+/// background task keeps current; [`connect`](Self::connect) loads every current
+/// revocation before it returns. A revoke returns `Err` unless Redis confirmed it within
+/// [`command_timeout`](RedisConfig::command_timeout): never report such a logout as done.
+/// Once the mirror has not been confirmed current for
+/// [`max_staleness`](RedisConfig::max_staleness), checks fail closed
+/// ([`RedisStoreErrorKind::Stale`], a 503 from the layer) until it has caught up.
 ///
-/// - [`connect`](Self::connect) loads every current revocation before it returns.
-/// - A revoke returns `Err` if Redis has not confirmed it within
-///   [`command_timeout`](RedisConfig::command_timeout): never report such a logout as
-///   done.
-/// - While Redis is unreachable, checks are answered from the mirror for
-///   [`max_staleness`](RedisConfig::max_staleness), then fail closed
-///   ([`RedisStoreErrorKind::Stale`], a 503 from the layer) until the mirror has caught
-///   up. Reconnection is automatic.
-/// - Redis must persist its data (`appendonly yes`) for revocations to survive its
-///   restart; see `REDIS.md` in the repository.
-///
-/// Cloning is cheap; clones share the mirror and the connections. The background task
-/// stops when the last clone is dropped. Requires a Tokio runtime and Redis 6.2 or later.
+/// Cloning is cheap; clones share the mirror, the connections and the background tasks,
+/// which stop when the last clone is dropped. Requires a Tokio runtime and Redis 6.2 or
+/// later. How it works, what happens in each failure, the Redis settings revocations
+/// need to survive a restart, and the measured results:
+/// [REDIS.md](https://github.com/tower-jwt-auth/tower-jwt-auth/blob/main/REDIS.md).
 ///
 /// ```no_run
 /// use tower_jwt_auth::{JwtAuthLayer, RedisConfig, RedisStore, VerificationKey};
@@ -291,18 +206,60 @@ struct Inner {
     timing: Timing,
     max_staleness: Duration,
     prefix: String,
-    /// Dropped with the last handle, which stops the background task.
+    /// Dropped with the last handle, which stops the feed task.
+    _feed_task: StopOnDrop,
+    /// Dropped with the last handle, which stops the sweep task.
+    _sweep_task: StopOnDrop,
+}
+
+/// Stops a background task when dropped.
+struct StopOnDrop {
+    /// Dropping the sender wakes the task's `select!`, which then ends.
     _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Runs `task` in the background until the returned guard is dropped.
+fn spawn_until_dropped(task: impl Future<Output = ()> + Send + 'static) -> StopOnDrop {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = stopped => {}
+            () = task => {}
+        }
+    });
+    StopOnDrop { _stop: stop }
 }
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (tokens, cutoffs) = self.mirror_len();
+        let inner = &*self.inner;
+        Summary {
+            prefix: &inner.prefix,
+            command_timeout: inner.timing.command,
+            max_staleness: inner.max_staleness,
+            shared: &inner.shared,
+        }
+        .fmt(f)
+    }
+}
+
+/// What a store's `Debug` shows: its settings and the mirror's age, each read in
+/// constant time. Never the mirror's size ([`RedisStore::mirror_len`] walks every
+/// revocation group) nor the URL (it may carry a password; the store does not keep it).
+struct Summary<'a> {
+    prefix: &'a str,
+    command_timeout: Duration,
+    max_staleness: Duration,
+    shared: &'a Shared,
+}
+
+impl fmt::Debug for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
-            .field("prefix", &self.inner.prefix)
-            .field("mirrored_tokens", &tokens)
-            .field("mirrored_cutoffs", &cutoffs)
-            .field("mirror_age", &self.mirror_age())
+            .field("prefix", &self.prefix)
+            .field("command_timeout", &self.command_timeout)
+            .field("max_staleness", &self.max_staleness)
+            .field("mirror_age", &self.shared.age())
             .finish_non_exhaustive()
     }
 }
@@ -336,7 +293,7 @@ impl RedisStore {
         }
         let client = ::redis::Client::open(config.url.as_str()).map_err(RedisStoreError::config)?;
         let keys = Arc::new(Keys::new(&config.prefix));
-        let timing = config.timing();
+        let timing = Timing::new(&config);
         let shared = Arc::new(Shared::new());
 
         let mut feed = Feed::new(
@@ -345,6 +302,7 @@ impl RedisStore {
             Arc::clone(&keys),
             timing,
         );
+        let sweeper = Sweeper::new(client.clone(), Arc::clone(&keys), timing);
         let mut conn = feed.connect().await?;
         feed.resync(&mut conn).await?;
         feed.catch_up(&mut conn).await?;
@@ -360,13 +318,10 @@ impl RedisStore {
         )
         .await?;
 
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = stopped => {}
-                () = feed.run(Some(conn)) => {}
-            }
-        });
+        // Not fatal: the sweep only frees memory, and its task reconnects by itself.
+        let sweep_conn = sweeper.connect().await.ok();
+        let feed_task = spawn_until_dropped(feed.run(Some(conn)));
+        let sweep_task = spawn_until_dropped(sweeper.run(sweep_conn));
 
         Ok(Self {
             inner: Arc::new(Inner {
@@ -376,7 +331,8 @@ impl RedisStore {
                 timing,
                 max_staleness: config.max_staleness,
                 prefix: config.prefix,
-                _stop: stop,
+                _feed_task: feed_task,
+                _sweep_task: sweep_task,
             }),
         })
     }
@@ -388,10 +344,13 @@ impl RedisStore {
         self.inner.shared.age()
     }
 
-    /// How many denylist entries and subject cutoffs the local mirror holds, including
-    /// expired ones not yet swept.
+    /// How many denylist entries and subject cutoffs the local mirror holds (expired
+    /// ones not counted).
+    ///
+    /// This walks every revocation group, so its cost grows with the mirror: call it
+    /// for tests or an occasional metric, not per request (`Debug` does not call it).
     pub fn mirror_len(&self) -> (u64, u64) {
-        self.inner.shared.mirror.len()
+        self.inner.shared.len()
     }
 
     /// Runs a write script within the command timeout. A write that failed because the
@@ -429,7 +388,7 @@ impl RevocationStore for RedisStore {
         if inner.shared.age() > inner.max_staleness {
             return Check::Ready(Err(RedisStoreError::new(RedisStoreErrorKind::Stale)));
         }
-        Check::Ready(Ok(inner.shared.mirror.status(token)))
+        Check::Ready(Ok(inner.shared.status(token)))
     }
 
     async fn revoke(&self, token: &RevokedToken<'_>) -> Result<(), RedisStoreError> {
@@ -449,7 +408,7 @@ impl RevocationStore for RedisStore {
             .arg(clamp_keep(token.keep_until()))
             .arg(inner.timing.retention_ms);
         self.write(&script).await?;
-        inner.shared.mirror.insert_token(token);
+        inner.shared.apply(&Entry::Token(*token));
         Ok(())
     }
 
@@ -467,7 +426,57 @@ impl RevocationStore for RedisStore {
             .arg(clamp_keep(cutoff.keep_until()))
             .arg(inner.timing.retention_ms);
         self.write(&script).await?;
-        inner.shared.mirror.insert_cutoff(cutoff);
+        inner.shared.apply(&Entry::Cutoff(*cutoff));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RevokedToken;
+
+    fn summary(shared: &Shared) -> String {
+        let timing = Timing::new(&RedisConfig::new("redis://user:s3cret@localhost/"));
+        let shown = format!(
+            "{:?}",
+            Summary {
+                prefix: "p:",
+                command_timeout: timing.command,
+                max_staleness: Duration::from_secs(5),
+                shared,
+            }
+        );
+        // Everything but the mirror's age, which moves.
+        shown.split_once("mirror_age: ").unwrap().0.to_owned()
+    }
+
+    #[test]
+    fn debug_never_counts_the_mirror() {
+        let empty = Shared::new();
+        let big = Shared::new();
+        let exp = crate::clock::now_secs() + 600;
+        for i in 0..50_000 {
+            let jti = format!("jti-{i}");
+            big.apply(&Entry::Token(RevokedToken::new(
+                None,
+                &jti,
+                exp + i % 7,
+                exp + 60,
+            )));
+        }
+        let shown = summary(&big);
+        assert_eq!(shown, summary(&empty), "independent of the mirror's size");
+        assert_eq!(
+            shown,
+            "RedisStore { prefix: \"p:\", command_timeout: 1s, max_staleness: 5s, "
+        );
+        assert_eq!(big.len_calls(), 0, "Debug walked the mirror");
+        assert_eq!(big.len(), (50_000, 0));
+        assert_eq!(
+            big.len_calls(),
+            1,
+            "the count is the only walk, and is counted"
+        );
     }
 }

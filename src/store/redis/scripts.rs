@@ -4,10 +4,24 @@
 //! Times come from Redis's own clock (`TIME`), so one instance with a wrong clock cannot
 //! sweep live entries. Scripts run with effects replication (the default since Redis 5),
 //! which allows `TIME` before writes.
+//!
+//! The feed entries' field names come from `entry.rs`, formatted into the source, so
+//! the scripts that write entries and the follower that reads them share one definition.
 
 use std::sync::LazyLock;
 
 use ::redis::Script;
+
+use super::entry::{CUTOFF, KEEP_UNTIL, SUBJECT, TOKEN};
+use crate::clock;
+
+/// Longest time kept in Redis, whatever an entry asks for.
+const MAX_KEEP_SECS: u64 = 100 * 365 * 24 * 3600;
+
+/// A `keep_until` clamped to what Redis (and a Lua double) can hold.
+pub(super) fn clamp_keep(keep_until: u64) -> u64 {
+    keep_until.min(clock::now_secs().saturating_add(MAX_KEEP_SECS))
+}
 
 /// Puts one (issuer, jti) on the denylist, keeping the later of the old and new
 /// `keep_until`; the key itself expires with its longest-lived entry; appends the
@@ -15,7 +29,7 @@ use ::redis::Script;
 ///
 /// KEYS: denylist, feed. ARGV: member, keep_until (s), feed retention (ms).
 pub(super) static REVOKE_TOKEN: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
         r"
 local keep = tonumber(ARGV[2])
 local old = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
@@ -27,9 +41,9 @@ redis.call('EXPIREAT', KEYS[1], string.format('%d', tonumber(last[2])))
 local t = redis.call('TIME')
 local minid = math.max(0, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[3]))
 return redis.call('XADD', KEYS[2], 'MINID', '~', string.format('%d', minid), '*',
-    'j', ARGV[1], 'u', keep_s)
-",
-    )
+    '{TOKEN}', ARGV[1], '{KEEP_UNTIL}', keep_s)
+"
+    ))
 });
 
 /// Records a subject cutoff, keeping the later cutoff and the later `keep_until`
@@ -42,7 +56,7 @@ return redis.call('XADD', KEYS[2], 'MINID', '~', string.format('%d', minid), '*'
 /// KEYS: cutoffs, cutoff expiry, feed. ARGV: member, cutoff (µs), keep_until (s),
 /// feed retention (ms).
 pub(super) static REVOKE_SUBJECT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
         r"
 local function later(a, b)
   if #a ~= #b then return #a > #b end
@@ -65,12 +79,12 @@ redis.call('EXPIREAT', KEYS[2], last)
 local t = redis.call('TIME')
 local minid = math.max(0, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[4]))
 return redis.call('XADD', KEYS[3], 'MINID', '~', string.format('%d', minid), '*',
-    's', ARGV[1], 'c', cutoff, 'u', keep_s)
-",
-    )
+    '{SUBJECT}', ARGV[1], '{CUTOFF}', cutoff, '{KEEP_UNTIL}', keep_s)
+"
+    ))
 });
 
-/// Removes up to ARGV[1] expired denylist entries and as many expired cutoffs; returns
+/// Removes up to `ARGV[1]` expired denylist entries and as many expired cutoffs; returns
 /// how many were removed. Expired entries are already ignored by every reader; this only
 /// frees memory. Nothing goes to the feed: each mirror expires its entries itself.
 ///

@@ -1,0 +1,224 @@
+//! The full load: every current entry read from the sets into the mirror, at start-up
+//! and whenever the feed can no longer be caught up from.
+//!
+//! [`resync`] notes the feed's newest id, then reads the denylist and the cutoffs while
+//! a blocking thread fills the mirror (a million entries take seconds to insert; the
+//! reads overlap with that). Anything written during the load is seen by the load or by
+//! the feed read on from the noted id, or both (applying an entry twice changes nothing).
+
+use std::sync::Arc;
+
+use ::redis::Value;
+use ::redis::aio::MultiplexedConnection;
+use tokio::sync::mpsc::Sender;
+
+use super::entry::Entry;
+use super::error::RedisStoreError;
+use super::keys::{self, Keys};
+use super::mirror::Shared;
+use super::reply::{bytes, entry_id, flat_pairs, parse_cutoff, score, unexpected};
+use super::timing::{Timing, bounded};
+use crate::store::{RevokedToken, SubjectCutoff};
+
+/// About how many members one read of the load returns.
+const LOAD_WINDOW: usize = 10_000;
+/// How many such reads go in one round trip.
+const LOAD_WINDOWS_PER_TRIP: usize = 8;
+/// Up to this many cutoffs are read with one `HGETALL`; more with `HSCAN`.
+const CUTOFFS_AT_ONCE: usize = 5 * LOAD_WINDOW;
+
+/// Loads every current entry from the sets into the mirror; returns the feed id to read
+/// on from (the feed's newest entry *before* the load, `0-0` if it is empty).
+pub(super) async fn resync(
+    c: &mut MultiplexedConnection,
+    keys: &Keys,
+    timing: &Timing,
+    shared: &Arc<Shared>,
+) -> Result<String, RedisStoreError> {
+    let newest: Value = bounded(
+        timing.command,
+        ::redis::cmd("XREVRANGE")
+            .arg(&keys.feed)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(c),
+    )
+    .await?;
+    let start = match newest {
+        Value::Array(mut entries) => match entries.pop() {
+            Some(entry) => entry_id(&entry)?.to_owned(),
+            None => "0-0".to_owned(),
+        },
+        _ => return Err(unexpected()),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(4);
+    let filler_shared = Arc::clone(shared);
+    let filler = tokio::task::spawn_blocking(move || {
+        while let Some(batch) = rx.blocking_recv() {
+            batch.apply(&filler_shared);
+        }
+    });
+    let loaded = async {
+        load_denylist(c, keys, timing, &tx).await?;
+        load_cutoffs(c, keys, timing, &tx).await
+    }
+    .await;
+    drop(tx);
+    // The filler ends once it has applied every batch sent.
+    filler.await.map_err(|_| unexpected())?;
+    loaded?;
+    Ok(start)
+}
+
+/// Reads the denylist in windows of scores (`keep_until`), each window one atomic
+/// `ZRANGEBYSCORE` of about `LOAD_WINDOW` members, several windows per round trip.
+///
+/// The windows are bounded by the scores found at every `LOAD_WINDOW`-th rank and
+/// together cover every score, so each member present for the whole load is read
+/// (scores only grow, and windows are read in ascending order). Members added or moved
+/// during the load are in the feed after the load's starting id; members removed during
+/// it had expired. (`ZSCAN` would give the same guarantee, but is several times slower
+/// on the server.)
+async fn load_denylist(
+    c: &mut MultiplexedConnection,
+    keys: &Keys,
+    timing: &Timing,
+    tx: &Sender<Batch>,
+) -> Result<(), RedisStoreError> {
+    let key = &keys.denylist;
+    let len: usize = bounded(timing.load, ::redis::cmd("ZCARD").arg(key).query_async(c)).await?;
+    let mut bounds: Vec<u64> = Vec::new();
+    if len > LOAD_WINDOW {
+        let mut probes = ::redis::pipe();
+        for rank in (LOAD_WINDOW..len).step_by(LOAD_WINDOW) {
+            probes
+                .cmd("ZRANGE")
+                .arg(key)
+                .arg(rank)
+                .arg(rank)
+                .arg("WITHSCORES");
+        }
+        let replies: Vec<Value> = bounded(timing.load, probes.query_async(c)).await?;
+        for reply in replies {
+            // [member, score], or empty if the set shrank meanwhile.
+            if let Some(score) = flat_pairs(reply)?.get(1).and_then(score)
+                && bounds.last().is_none_or(|&last| last < score)
+            {
+                bounds.push(score);
+            }
+        }
+    }
+    // (-inf, b1), [b1, b2), ..., [bk, +inf)
+    let mut windows = Vec::with_capacity(bounds.len() + 1);
+    let mut low = "-inf".to_owned();
+    for bound in bounds {
+        windows.push((low, format!("({bound}")));
+        low = bound.to_string();
+    }
+    windows.push((low, "+inf".to_owned()));
+
+    for group in windows.chunks(LOAD_WINDOWS_PER_TRIP) {
+        let mut pipe = ::redis::pipe();
+        for (low, high) in group {
+            pipe.cmd("ZRANGEBYSCORE")
+                .arg(key)
+                .arg(low)
+                .arg(high)
+                .arg("WITHSCORES");
+        }
+        let replies: Vec<Value> = bounded(timing.load, pipe.query_async(c)).await?;
+        for reply in replies {
+            let items = flat_pairs(reply)?;
+            tx.send(Batch::Tokens(items))
+                .await
+                .map_err(|_| unexpected())?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads every cutoff: with one atomic `HGETALL` when there are not too many (the usual
+/// case: one per subject that logged out everywhere within a token lifetime), else with
+/// `HSCAN`, which returns every field present for the whole scan.
+async fn load_cutoffs(
+    c: &mut MultiplexedConnection,
+    keys: &Keys,
+    timing: &Timing,
+    tx: &Sender<Batch>,
+) -> Result<(), RedisStoreError> {
+    let key = &keys.cutoffs;
+    let len: usize = bounded(timing.load, ::redis::cmd("HLEN").arg(key).query_async(c)).await?;
+    if len <= CUTOFFS_AT_ONCE {
+        let reply: Value =
+            bounded(timing.load, ::redis::cmd("HGETALL").arg(key).query_async(c)).await?;
+        let items = flat_pairs(reply)?;
+        return tx
+            .send(Batch::Cutoffs(items))
+            .await
+            .map_err(|_| unexpected());
+    }
+    let mut cursor = b"0".to_vec();
+    loop {
+        let reply: Value = bounded(
+            timing.load,
+            ::redis::cmd("HSCAN")
+                .arg(key)
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(LOAD_WINDOW)
+                .query_async(c),
+        )
+        .await?;
+        let Value::Array(mut parts) = reply else {
+            return Err(unexpected());
+        };
+        let (Some(items), Some(Value::BulkString(next))) = (parts.pop(), parts.pop()) else {
+            return Err(unexpected());
+        };
+        tx.send(Batch::Cutoffs(flat_pairs(items)?))
+            .await
+            .map_err(|_| unexpected())?;
+        if next == b"0" {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+/// A page of loaded (member, score or value) pairs, flattened, for the filler thread.
+enum Batch {
+    /// Denylist members and their `keep_until` scores.
+    Tokens(Vec<Value>),
+    /// Cutoff fields and their `"<cutoff>:<keep_until>"` values.
+    Cutoffs(Vec<Value>),
+}
+
+impl Batch {
+    /// Applies the pairs to the mirror; a pair this store did not write is skipped.
+    fn apply(&self, shared: &Shared) {
+        let (Self::Tokens(items) | Self::Cutoffs(items)) = self;
+        for pair in items.chunks_exact(2) {
+            let Some(member) = bytes(&pair[0]) else {
+                continue;
+            };
+            match self {
+                Self::Tokens(_) => {
+                    if let Some((exp, iss, jti)) = keys::parse_token_member(member)
+                        && let Some(keep) = score(&pair[1])
+                    {
+                        shared.apply(&Entry::Token(RevokedToken::new(iss, jti, exp, keep)));
+                    }
+                }
+                Self::Cutoffs(_) => {
+                    if let Some((iss, id)) = keys::parse_member(member)
+                        && let Some((cutoff, keep)) = bytes(&pair[1]).and_then(parse_cutoff)
+                    {
+                        shared.apply(&Entry::Cutoff(SubjectCutoff::new(iss, id, cutoff, keep)));
+                    }
+                }
+            }
+        }
+    }
+}

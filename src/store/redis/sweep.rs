@@ -1,0 +1,100 @@
+//! The sweep: a background task of its own that removes expired entries from Redis.
+//!
+//! Expired entries are already ignored by every reader (each mirror expires its own, and
+//! a load skips them); the sweep only frees Redis's memory. Every instance runs it once
+//! a second, on its own connection, apart from the feed: a mass expiry (hundreds of
+//! thousands of entries kept until the same second, after a mass logout, say) takes
+//! Redis seconds to remove, and none of that time may delay the feed that keeps the
+//! mirror fresh. Each script call removes a bounded batch, on Redis's clock, so other
+//! clients are served in between.
+//!
+//! Failures are not fatal and not retried in a hurry: a lost connection is reopened at
+//! the next tick; a Redis that refuses writes (out of memory, a replica) is asked again
+//! at the next tick.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::Client;
+use ::redis::aio::MultiplexedConnection;
+use tokio::time::MissedTickBehavior;
+
+use super::error::{RedisStoreError, RedisStoreErrorKind};
+use super::keys::Keys;
+use super::scripts;
+use super::timing::{self, Timing, bounded};
+
+/// How often each instance sweeps.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// How many expired entries of each kind one script call removes at most.
+const SWEEP_LIMIT: usize = 1_000;
+
+/// The background sweeper of one store.
+pub(super) struct Sweeper {
+    client: Client,
+    keys: Arc<Keys>,
+    timing: Timing,
+}
+
+impl Sweeper {
+    /// A sweeper of `keys`; nothing runs until [`run`](Self::run).
+    pub(super) fn new(client: Client, keys: Arc<Keys>, timing: Timing) -> Self {
+        Self {
+            client,
+            keys,
+            timing,
+        }
+    }
+
+    /// Opens the sweeper's connection.
+    pub(super) async fn connect(&self) -> Result<MultiplexedConnection, RedisStoreError> {
+        timing::connect(&self.client, &self.timing).await
+    }
+
+    /// Sweeps now and then every interval, forever. Dropping the future stops it.
+    pub(super) async fn run(self, mut conn: Option<MultiplexedConnection>) {
+        let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
+        // After a long sweep, the next one starts a full interval later, not at once.
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let mut c = match conn.take() {
+                Some(c) => c,
+                None => match self.connect().await {
+                    Ok(c) => c,
+                    Err(_) => continue,
+                },
+            };
+            match sweep(&mut c, &self.keys, &self.timing).await {
+                Ok(()) => conn = Some(c),
+                Err(e) if e.kind() == RedisStoreErrorKind::Server => conn = Some(c),
+                // Lost, timed out (a reply may still be on its way) or garbled: a new
+                // connection next time.
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// Removes every expired entry, a bounded batch per script call.
+async fn sweep(
+    c: &mut MultiplexedConnection,
+    keys: &Keys,
+    timing: &Timing,
+) -> Result<(), RedisStoreError> {
+    loop {
+        let removed: usize = bounded(
+            timing.command,
+            scripts::SWEEP
+                .key(&keys.denylist)
+                .key(&keys.cutoffs)
+                .key(&keys.cutoff_expiry)
+                .arg(SWEEP_LIMIT)
+                .invoke_async(c),
+        )
+        .await?;
+        if removed < SWEEP_LIMIT {
+            return Ok(());
+        }
+    }
+}

@@ -106,14 +106,15 @@ impl<R: RevocationStore, F> Auth<R, F> {
         let Some(cache) = &self.cache else {
             return self.verifier.verify(token, location);
         };
-        if let Some(reg) = cache.get(token) {
+        let (found, hash) = cache.get(token);
+        if let Some(reg) = found {
             self.verifier.check_times(&reg)?;
             if let Some(claims) = Claims::from_token(TokenInfo { reg, location }) {
                 return Ok(claims);
             }
         }
         let claims = self.verifier.verify::<C>(token, location)?;
-        cache.insert(token, &claims.token.reg);
+        cache.insert(hash, token, &claims.token.reg);
         Ok(claims)
     }
 

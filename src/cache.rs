@@ -2,27 +2,34 @@
 //! remembers what verifying it gave and answers a repeat with one lookup instead of a
 //! signature check and two JSON parses.
 //!
-//! - **Key**: the full token text, compared byte for byte (no digest: two tokens that
-//!   differ in one byte never share an entry).
+//! - **Key**: the full token text, compared byte for byte after a hash match (the hash
+//!   only finds the slot: two tokens that differ in one byte never share an entry).
 //! - **Value**: the verified claims behind one `Arc`, so a hit is a reference-count
 //!   bump; the application's claims `C` are decoded once and shared the same way.
 //! - **What is cached**: successful verifications only, of tokens up to
-//!   [`MAX_CACHED_TOKEN_LEN`] bytes. A refused token is never remembered, so a stream of
-//!   garbage costs its verification and nothing else.
+//!   [`MAX_CACHED_TOKEN_LEN`] bytes, from their second verification on (a doorkeeper of
+//!   fingerprints remembers the first), so a stream of tokens each seen once costs a
+//!   lookup and an atomic swap, never an insertion. A refused token is never remembered.
 //! - **What a hit still checks**: the time rules (`exp`, `nbf`, `iat` against now with
 //!   the leeway, judged as `jsonwebtoken` judges them), and then the revocation store,
-//!   exactly as for a token verified afresh: a revoked token is refused the moment the
-//!   store knows, cached or not.
-//! - **Bound**: at most the configured number of entries (moka's TinyLFU admission keeps
-//!   the tokens in use when a stream of one-time tokens passes); each entry leaves once
-//!   its token can no longer pass (`exp` plus the leeway).
+//!   exactly as for a token verified afresh.
+//! - **Bound**: a fixed number of slots, split over shards; a full shard replaces a slot
+//!   by the CLOCK policy (a slot hit since the hand last passed is spared once, an
+//!   expired one never is). Memory never grows past the capacity, and hits never wait
+//!   for an insertion in another shard.
+//!
+//! Reads take a shard's read lock for a probe and a reference-count bump; nothing is
+//! held across I/O. The structure is written here rather than taken from moka: moka's
+//! per-read bookkeeping and per-insert timer made a hit cost a third of an HS256
+//! verification and a new token four times one (BENCHMARKS.md has the figures).
 
 use std::fmt;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
-use moka::Expiry;
-use moka::sync::Cache;
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
 
 use crate::claims::Registered;
 use crate::clock;
@@ -31,50 +38,180 @@ use crate::clock;
 /// costs at most about this much memory besides its claims.
 pub(crate) const MAX_CACHED_TOKEN_LEN: usize = 2048;
 
+/// How many fingerprints the doorkeeper holds, per cache slot (at least 1024 in all).
+const DOORKEEPER_PER_SLOT: usize = 2;
+
 /// Verified tokens by their full text.
 pub(crate) struct TokenCache {
-    map: Cache<Box<str>, Arc<Registered>>,
+    hasher: RandomState,
+    shards: Box<[RwLock<Shard>]>,
+    /// Fingerprints of tokens verified once and not cached yet.
+    doorkeeper: Box<[AtomicU64]>,
+    leeway: u64,
+}
+
+/// A lookup's hash, kept so an insertion after a miss does not hash the token again.
+#[derive(Clone, Copy)]
+pub(crate) struct Hash(u64);
+
+struct Shard {
+    /// Indices into `slots`, found by the token's hash.
+    table: HashTable<u32>,
+    slots: Vec<Slot>,
+    capacity: usize,
+    /// The CLOCK hand: the next slot considered for replacement.
+    hand: usize,
+}
+
+struct Slot {
+    hash: u64,
+    token: Box<str>,
+    claims: Arc<Registered>,
+    /// Hit since the hand last passed.
+    referenced: AtomicBool,
 }
 
 impl TokenCache {
-    /// A cache of at most `capacity` tokens, each kept until `exp + leeway`.
+    /// A cache of at most `capacity` tokens (rounded up to fill its shards evenly).
     pub(crate) fn new(capacity: u64, leeway: u64) -> Self {
+        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
+        let shards = capacity.div_ceil(64).next_power_of_two().min(64);
+        let per_shard = capacity.div_ceil(shards);
+        let doorkeeper = capacity
+            .saturating_mul(DOORKEEPER_PER_SLOT)
+            .clamp(1024, 1 << 22);
         Self {
-            map: Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(UntilUnusable { leeway })
-                .build(),
+            hasher: RandomState::default(),
+            shards: (0..shards)
+                .map(|_| {
+                    RwLock::new(Shard {
+                        table: HashTable::new(),
+                        slots: Vec::new(),
+                        capacity: per_shard,
+                        hand: 0,
+                    })
+                })
+                .collect(),
+            doorkeeper: (0..doorkeeper).map(|_| AtomicU64::new(0)).collect(),
+            leeway,
         }
     }
 
-    /// The verified claims of `token`, if it was verified before.
-    pub(crate) fn get(&self, token: &str) -> Option<Arc<Registered>> {
-        self.map.get(token)
+    fn shard(&self, hash: u64) -> &RwLock<Shard> {
+        // The top bits pick the shard; the table uses all of them.
+        let i = (hash >> 40) as usize & (self.shards.len() - 1);
+        &self.shards[i]
     }
 
-    /// Remembers that `token` verified to `claims`.
-    pub(crate) fn insert(&self, token: &str, claims: &Arc<Registered>) {
-        if token.len() <= MAX_CACHED_TOKEN_LEN {
-            self.map.insert(token.into(), Arc::clone(claims));
+    /// The verified claims of `token` if it is cached, and its hash either way.
+    pub(crate) fn get(&self, token: &str) -> (Option<Arc<Registered>>, Hash) {
+        let hash = self.hasher.hash_one(token);
+        let shard = self
+            .shard(hash)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let found = shard
+            .table
+            .find(hash, |&i| {
+                let slot = &shard.slots[i as usize];
+                slot.hash == hash && *slot.token == *token
+            })
+            .map(|&i| {
+                let slot = &shard.slots[i as usize];
+                if !slot.referenced.load(Ordering::Relaxed) {
+                    slot.referenced.store(true, Ordering::Relaxed);
+                }
+                Arc::clone(&slot.claims)
+            });
+        (found, Hash(hash))
+    }
+
+    /// Remembers that `token` (whose lookup gave `hash`) verified to `claims`: from its
+    /// second verification on, so that tokens seen once are never inserted.
+    pub(crate) fn insert(&self, hash: Hash, token: &str, claims: &Arc<Registered>) {
+        if token.len() > MAX_CACHED_TOKEN_LEN {
+            return;
         }
+        let Hash(hash) = hash;
+        let door = &self.doorkeeper[(hash as usize) % self.doorkeeper.len()];
+        let fingerprint = hash | 1;
+        if door.swap(fingerprint, Ordering::Relaxed) != fingerprint {
+            return;
+        }
+        let now = clock::now_secs();
+        let mut guard = self
+            .shard(hash)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let shard = &mut *guard;
+        let Shard {
+            table,
+            slots,
+            capacity,
+            hand,
+        } = shard;
+        let same = |i: &u32| {
+            let slot = &slots[*i as usize];
+            slot.hash == hash && *slot.token == *token
+        };
+        if table.find(hash, same).is_some() {
+            return; // Another request inserted it meanwhile.
+        }
+        let slot = Slot {
+            hash,
+            token: token.into(),
+            claims: Arc::clone(claims),
+            referenced: AtomicBool::new(false),
+        };
+        let index = if slots.len() < *capacity {
+            slots.push(slot);
+            slots.len() - 1
+        } else {
+            // CLOCK: spare each referenced, unexpired slot once; within two laps the
+            // hand finds one to replace.
+            let victim = loop {
+                let candidate = &slots[*hand];
+                let usable = candidate.claims.exp.nearest.saturating_add(self.leeway) >= now;
+                if usable && candidate.referenced.swap(false, Ordering::Relaxed) {
+                    *hand = (*hand + 1) % slots.len();
+                    continue;
+                }
+                break *hand;
+            };
+            *hand = (victim + 1) % slots.len();
+            let old = slots[victim].hash;
+            if let Ok(entry) = table.find_entry(old, |&i| i as usize == victim) {
+                entry.remove();
+            }
+            slots[victim] = slot;
+            victim
+        };
+        // Indices fit: a shard holds at most `capacity / shards` slots, far below 2^32.
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        table.insert_unique(hash, index, |&i| slots[i as usize].hash);
     }
 
-    /// How many tokens are cached (moka's estimate, O(1)).
+    /// How many tokens are cached.
     pub(crate) fn len(&self) -> u64 {
-        self.map.entry_count()
-    }
-
-    /// Runs moka's pending maintenance (evictions, expirations), then counts.
-    pub(crate) fn settled_len(&self) -> u64 {
-        self.map.run_pending_tasks();
-        self.map.entry_count()
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).slots.len() as u64)
+            .sum()
     }
 
     /// Forgets every token: for a key set that changed, so that no token verified by a
     /// key that left it is answered from here.
     #[allow(dead_code)] // Called once keys can change at run time (remote key sets).
     pub(crate) fn clear(&self) {
-        self.map.invalidate_all();
+        for shard in &*self.shards {
+            let mut shard = shard.write().unwrap_or_else(PoisonError::into_inner);
+            shard.table.clear();
+            shard.slots.clear();
+            shard.hand = 0;
+        }
+        for door in &*self.doorkeeper {
+            door.store(0, Ordering::Relaxed);
+        }
     }
 }
 
@@ -82,29 +219,7 @@ impl fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the tokens themselves.
         f.debug_struct("TokenCache")
-            .field("len", &self.len())
+            .field("shards", &self.shards.len())
             .finish_non_exhaustive()
-    }
-}
-
-/// Each entry lives until its token can no longer pass: `exp` plus the leeway. A hit
-/// checks the time rules anyway; this only frees the memory.
-struct UntilUnusable {
-    leeway: u64,
-}
-
-impl Expiry<Box<str>, Arc<Registered>> for UntilUnusable {
-    fn expire_after_create(
-        &self,
-        _token: &Box<str>,
-        claims: &Arc<Registered>,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        let end = claims
-            .exp
-            .nearest
-            .saturating_add(self.leeway)
-            .saturating_add(1);
-        Some(Duration::from_secs(end.saturating_sub(clock::now_secs())))
     }
 }

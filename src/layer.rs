@@ -117,10 +117,10 @@ impl<R, C, F> JwtAuthLayer<R, C, F> {
             .map(|claims| claims.token)
     }
 
-    /// How many verified tokens the layer's cache holds (0 when it is off), after
-    /// running its pending maintenance; for an operator's gauge, not for every request.
+    /// How many verified tokens the layer's cache holds (0 when it is off); for an
+    /// operator's gauge, not for every request.
     pub fn token_cache_len(&self) -> u64 {
-        self.auth.cache.as_ref().map_or(0, TokenCache::settled_len)
+        self.auth.cache.as_ref().map_or(0, TokenCache::len)
     }
 
     /// The revocation store.
@@ -299,9 +299,10 @@ impl<R, C, F> JwtAuthLayerBuilder<R, C, F> {
     /// check and the claims' parsing: for RS256 or ES256 tokens that is most of a
     /// request's cost. A hit still applies the time rules (`exp`, `nbf`, `iat` with the
     /// leeway) and the revocation check, exactly as a fresh verification would; only
-    /// successful verifications of tokens up to 2 KiB are kept, each until it can no
-    /// longer pass. Memory: about the token's length plus its claims per entry
-    /// ([BENCHMARKS.md] has the measured figures).
+    /// successful verifications of tokens up to 2 KiB are kept, from their second
+    /// verification on (a token seen once is never inserted). A full cache replaces the
+    /// least recently useful entry, an expired one first. Memory: about the token's
+    /// length plus its claims per entry ([BENCHMARKS.md] has the measured figures).
     ///
     /// [BENCHMARKS.md]: https://github.com/tower-jwt-auth/tower-jwt-auth/blob/main/BENCHMARKS.md
     pub fn token_cache(mut self, capacity: u64) -> Self {

@@ -101,7 +101,9 @@ async fn a_revoked_token_in_the_cache_is_refused() {
     let store = Arc::new(MemoryStore::new());
     let cached = layer(Arc::clone(&store), 100);
     let token = mint(&claims("alice", "t2", 600.0));
-    assert_eq!(send(&cached, &token).await.0, StatusCode::OK);
+    for _ in 0..3 {
+        assert_eq!(send(&cached, &token).await.0, StatusCode::OK);
+    }
     assert_eq!(cached.token_cache_len(), 1);
     cached.revoker().revoke_token(&token).await.unwrap();
     let answer = send(&cached, &token).await;
@@ -109,7 +111,9 @@ async fn a_revoked_token_in_the_cache_is_refused() {
     assert_eq!(answer.1.map(|r| r.0), Some(RejectionKind::RevokedToken));
     // A logout-everywhere too.
     let other = mint(&claims("bob", "t3", 600.0));
-    assert_eq!(send(&cached, &other).await.0, StatusCode::OK);
+    for _ in 0..3 {
+        assert_eq!(send(&cached, &other).await.0, StatusCode::OK);
+    }
     cached.revoker().revoke_subject(None, "bob").await.unwrap();
     assert_eq!(
         send(&cached, &other).await.1.map(|r| r.0),
@@ -128,7 +132,9 @@ async fn an_expired_token_in_the_cache_is_refused() {
     // Expires at the start of the next second but one.
     let exp = now().floor() + 2.0;
     let token = mint(&json!({ "sub": "alice", "jti": "t4", "iat": exp as u64 - 2, "exp": exp }));
-    assert_eq!(send(&strict, &token).await.0, StatusCode::OK);
+    for _ in 0..3 {
+        assert_eq!(send(&strict, &token).await.0, StatusCode::OK);
+    }
     assert_eq!(strict.token_cache_len(), 1);
     while now() < exp + 1.0 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -145,7 +151,9 @@ async fn tokens_differing_in_one_byte_never_share_an_entry() {
     let store = Arc::new(MemoryStore::new());
     let cached = layer(store, 100);
     let token = mint(&claims("alice", "t5", 600.0));
-    assert_eq!(send(&cached, &token).await.0, StatusCode::OK);
+    for _ in 0..3 {
+        assert_eq!(send(&cached, &token).await.0, StatusCode::OK);
+    }
     let bytes = token.as_bytes();
     let mut refused = 0;
     for i in 0..bytes.len() {
@@ -180,14 +188,21 @@ async fn the_bound_holds_under_a_stream_of_distinct_tokens() {
     let cached = layer(store, 64);
     let hot = mint(&claims("hot", "hot", 600.0));
     for i in 0..3_000 {
+        // Twice each, so every one is inserted.
         let token = mint(&claims("user", &format!("stream-{i}"), 600.0));
-        assert_eq!(send(&cached, &token).await.0, StatusCode::OK);
+        for _ in 0..2 {
+            assert_eq!(
+                send(&cached, &token).await,
+                (StatusCode::OK, None, Some("user".into()))
+            );
+        }
         if i % 10 == 0 {
             assert_eq!(send(&cached, &hot).await.0, StatusCode::OK);
         }
+        let len = cached.token_cache_len();
+        assert!(len <= 64, "{len} entries for a capacity of 64");
     }
-    let len = cached.token_cache_len();
-    assert!(len <= 64, "{len} entries for a capacity of 64");
+    assert_eq!(cached.token_cache_len(), 64, "full, never over");
     // Garbage is never cached at all.
     let garbage = layer(Arc::new(MemoryStore::new()), 64);
     for i in 0..500 {
@@ -196,6 +211,16 @@ async fn the_bound_holds_under_a_stream_of_distinct_tokens() {
         send(&garbage, &forged).await;
     }
     assert_eq!(garbage.token_cache_len(), 0);
+}
+
+#[tokio::test]
+async fn a_token_seen_once_is_not_cached() {
+    let cached = layer(Arc::new(MemoryStore::new()), 64);
+    for i in 0..200 {
+        let token = mint(&claims("user", &format!("once-{i}"), 600.0));
+        assert_eq!(send(&cached, &token).await.0, StatusCode::OK);
+    }
+    assert_eq!(cached.token_cache_len(), 0);
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -214,7 +239,7 @@ async fn custom_claims_come_out_of_the_cache_intact() {
     let mut c = claims("alice", "t6", 600.0);
     c["role"] = json!("admin");
     let token = mint(&c);
-    for _ in 0..2 {
+    for _ in 0..3 {
         let app = tower::ServiceBuilder::new()
             .layer(cached.clone())
             .service(service_fn(|req: Request<String>| async move {

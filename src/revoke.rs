@@ -132,13 +132,16 @@ impl Revoker {
     }
 
     /// Revokes every token of this token's subject issued up to now ("log out
-    /// everywhere"), this one included.
+    /// everywhere"), this one included: the cutoff is never before the token's own issue
+    /// stamp, even when that stamp is ahead of this machine's clock (within the leeway,
+    /// or stamped by an instance whose clock runs ahead).
     ///
     /// # Errors
     ///
     /// [`RevokeErrorKind::Unrecorded`](crate::RevokeErrorKind::Unrecorded) when the store did not record it.
     pub async fn revoke_all(&self, token: &TokenInfo) -> Result<(), RevokeError> {
-        self.revoke_subject(token.issuer(), token.subject()).await
+        self.revoke_subject_at(token.issuer(), token.subject(), token.issue_stamp())
+            .await
     }
 
     /// Revokes every token of `subject` (from `issuer`) issued up to now, e.g. from an
@@ -157,7 +160,17 @@ impl Revoker {
         issuer: Option<&str>,
         subject: &str,
     ) -> Result<(), RevokeError> {
-        let cutoff = clock::stamp();
+        self.revoke_subject_at(issuer, subject, 0).await
+    }
+
+    /// A cutoff at a fresh stamp, and at least at `covers` (a token's issue stamp).
+    async fn revoke_subject_at(
+        &self,
+        issuer: Option<&str>,
+        subject: &str,
+        covers: u64,
+    ) -> Result<(), RevokeError> {
+        let cutoff = clock::stamp().max(covers);
         let keep_until = (cutoff / 1_000_000)
             .saturating_add(self.verifier.max_lifetime())
             .saturating_add(self.verifier.leeway())

@@ -202,3 +202,20 @@ fn bad_custom_claims_have_their_kind() {
         .unwrap_err();
     assert_eq!(err.kind(), IssueErrorKind::InvalidClaims);
 }
+
+#[tokio::test]
+async fn logout_everywhere_covers_the_token_that_asks_for_it_even_when_stamped_ahead() {
+    // A token stamped 30 s ahead of this machine's clock (another instance's clock runs
+    // ahead; the leeway accepts it) asks to log out everywhere: it must be refused
+    // afterwards. The cutoff used to be this machine's stamp, before the token's.
+    let layer = layer();
+    let ahead = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+        + 30_000_000;
+    let token = TokenInfo::with_micros(None, "alice", "ahead", ahead, ahead / 1_000_000 + 600);
+    assert_eq!(status(&layer, &token), RevocationStatus::Active);
+    layer.revoker().revoke_all(&token).await.unwrap();
+    assert_eq!(status(&layer, &token), RevocationStatus::Revoked);
+}

@@ -98,12 +98,14 @@ impl<R: RevocationStore, F> Auth<R, F> {
     /// rejection in its extensions.
     ///
     /// Only a refusal comes here, so what it costs (reading the `content-type` to answer
-    /// a gRPC call the gRPC way) is never paid by an accepted request.
+    /// a gRPC call the gRPC way, the `tracing` event) is never paid by an accepted
+    /// request.
     pub(crate) fn respond<B>(&self, rejection: Rejection, headers: &HeaderMap) -> Response<B>
     where
         F: OnRejection<B>,
     {
         let rejection = rejection.for_request(headers);
+        rejection.trace();
         let mut response = self.on_rejection.on_rejection(&rejection);
         response.extensions_mut().insert(rejection);
         response

@@ -67,6 +67,7 @@ impl IntoResponse for ClaimsRejection {
     fn into_response(self) -> Response {
         match self.kind {
             Kind::NoToken => {
+                reasons::MISSING.trace();
                 let mut response = reasons::MISSING.to_response::<axum_core::body::Body>();
                 response.extensions_mut().insert(reasons::MISSING);
                 response

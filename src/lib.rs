@@ -107,6 +107,12 @@
 //!   depends on `axum-core` only.
 //! - `redis`: `RedisStore`, revocations shared by every instance through Redis and
 //!   answered from a local mirror ([REDIS.md]).
+//! - `tracing`: a `debug` event for each refused request, target `tower_jwt_auth`,
+//!   message `request refused`, with the fields `code` (the stable
+//!   [`Rejection::code`]), `kind` and `grpc`; never the token, its claims or a key. It is
+//!   emitted while the request is handled, so it lands inside the request's span (such
+//!   as tower-http's `TraceLayer`'s), and only when refusing: an accepted request emits
+//!   nothing.
 //!
 //! [tower]: https://docs.rs/tower
 //! [SECURITY.md]: https://github.com/tower-jwt-auth/tower-jwt-auth/blob/main/SECURITY.md

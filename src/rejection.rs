@@ -164,6 +164,20 @@ impl Rejection {
         self
     }
 
+    /// Emits the refusal's `debug` event (feature `tracing`): the reason code, the kind
+    /// and whether it was a gRPC call; never the token, its claims or a key.
+    #[inline]
+    pub(crate) fn trace(&self) {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "tower_jwt_auth",
+            code = self.code,
+            kind = ?self.kind,
+            grpc = self.is_grpc(),
+            "request refused"
+        );
+    }
+
     /// The category of the rejection.
     pub fn kind(&self) -> RejectionKind {
         self.kind

@@ -143,6 +143,7 @@ pub use error::{
     ConfigError, ConfigErrorKind, IssueError, IssueErrorKind, RevokeError, RevokeErrorKind,
 };
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::ClaimsRejection;
 pub use future::ResponseFuture;
 pub use issue::{DEFAULT_TOKEN_LIFETIME, IssuedToken, TokenCookie, TokenIssuer};

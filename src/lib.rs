@@ -92,8 +92,14 @@
 //! | 403 | a token from a cookie on a cross-origin unsafe request |
 //! | 503 with `Retry-After` | the store cannot answer |
 //!
-//! The [`Rejection`] is in the response's extensions, so outer layers can tell refusals
-//! apart, and the response is pluggable
+//! A gRPC call (a `content-type` starting with `application/grpc`, as tonic sends) is
+//! refused the gRPC way instead: `200 OK` with `grpc-status` 16 `UNAUTHENTICATED` (for
+//! the 401s and the 400), 7 `PERMISSION_DENIED` (403) or 14 `UNAVAILABLE` (503), and
+//! the description as `grpc-message`; see [`Rejection::to_response`].
+//!
+//! The [`Rejection`] is in the response's extensions, with a stable reason
+//! [`code`](Rejection::code) (`missing`, `expired`, `revoked`, ...), so outer layers can
+//! count or log refusals by reason, and the response is pluggable
 //! ([`on_rejection`](JwtAuthLayerBuilder::on_rejection), [`OnRejection`]).
 //!
 //! # Features

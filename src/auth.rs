@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
 use serde::de::DeserializeOwned;
 
 use crate::cache::TokenCache;
@@ -118,11 +118,18 @@ impl<R: RevocationStore, F> Auth<R, F> {
         Ok(claims)
     }
 
-    /// The response for `rejection`, with the rejection in its extensions.
-    pub(crate) fn respond<B>(&self, rejection: Rejection) -> Response<B>
+    /// The response for `rejection` of the request whose headers are `headers`, with the
+    /// rejection in its extensions.
+    ///
+    /// Only a refusal comes here, so what it costs (reading the `content-type` to answer
+    /// a gRPC call the gRPC way, the `tracing` event) is never paid by an accepted
+    /// request.
+    pub(crate) fn respond<B>(&self, rejection: Rejection, headers: &HeaderMap) -> Response<B>
     where
         F: OnRejection<B>,
     {
+        let rejection = rejection.for_request(headers);
+        rejection.trace();
         let mut response = self.on_rejection.on_rejection(&rejection);
         response.extensions_mut().insert(rejection);
         response

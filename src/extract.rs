@@ -21,6 +21,7 @@ use crate::{Claims, TokenInfo};
 ///   claims type), it answers 500: a bug in the application, not the client's fault;
 ///   the message names the layer.
 #[derive(Debug)]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub struct ClaimsRejection {
     kind: Kind,
 }
@@ -67,6 +68,7 @@ impl IntoResponse for ClaimsRejection {
     fn into_response(self) -> Response {
         match self.kind {
             Kind::NoToken => {
+                reasons::MISSING.trace();
                 let mut response = reasons::MISSING.to_response::<axum_core::body::Body>();
                 response.extensions_mut().insert(reasons::MISSING);
                 response
@@ -92,6 +94,7 @@ fn required<T: Clone + Send + Sync + 'static>(parts: &Parts) -> Result<T, Claims
     })
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl<S, C> FromRequestParts<S> for Claims<C>
 where
     S: Send + Sync,
@@ -104,6 +107,7 @@ where
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl<S, C> OptionalFromRequestParts<S> for Claims<C>
 where
     S: Send + Sync,
@@ -116,6 +120,7 @@ where
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl<S: Send + Sync> FromRequestParts<S> for TokenInfo {
     type Rejection = ClaimsRejection;
 
@@ -124,6 +129,7 @@ impl<S: Send + Sync> FromRequestParts<S> for TokenInfo {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl<S: Send + Sync> OptionalFromRequestParts<S> for TokenInfo {
     type Rejection = ClaimsRejection;
 

@@ -123,8 +123,9 @@ where
                         Ok(()) => State::Inner {
                             future: inner.call(request),
                         },
+                        // The request was not handed on: its headers are still here.
                         Err(rejection) => State::Rejected {
-                            response: Some(auth.respond(rejection)),
+                            response: Some(auth.respond(rejection, request.headers())),
                         },
                     };
                     this.state.set(next);

@@ -92,8 +92,14 @@
 //! | 403 | a token from a cookie on a cross-origin unsafe request |
 //! | 503 with `Retry-After` | the store cannot answer |
 //!
-//! The [`Rejection`] is in the response's extensions, so outer layers can tell refusals
-//! apart, and the response is pluggable
+//! A gRPC call (a `content-type` starting with `application/grpc`, as tonic sends) is
+//! refused the gRPC way instead: `200 OK` with `grpc-status` 16 `UNAUTHENTICATED` (for
+//! the 401s and the 400), 7 `PERMISSION_DENIED` (403) or 14 `UNAVAILABLE` (503), and
+//! the description as `grpc-message`; see [`Rejection::to_response`].
+//!
+//! The [`Rejection`] is in the response's extensions, with a stable reason
+//! [`code`](Rejection::code) (`missing`, `expired`, `revoked`, ...), so outer layers can
+//! count or log refusals by reason, and the response is pluggable
 //! ([`on_rejection`](JwtAuthLayerBuilder::on_rejection), [`OnRejection`]).
 //!
 //! # Features
@@ -107,6 +113,12 @@
 //!   depends on `axum-core` only.
 //! - `redis`: `RedisStore`, revocations shared by every instance through Redis and
 //!   answered from a local mirror ([REDIS.md]).
+//! - `tracing`: a `debug` event for each refused request, target `tower_jwt_auth`,
+//!   message `request refused`, with the fields `code` (the stable
+//!   [`Rejection::code`]), `kind` and `grpc`; never the token, its claims or a key. It is
+//!   emitted while the request is handled, so it lands inside the request's span (such
+//!   as tower-http's `TraceLayer`'s), and only when refusing: an accepted request emits
+//!   nothing.
 //!
 //! [tower]: https://docs.rs/tower
 //! [SECURITY.md]: https://github.com/tower-jwt-auth/tower-jwt-auth/blob/main/SECURITY.md
@@ -138,6 +150,7 @@ pub use error::{
     ConfigError, ConfigErrorKind, IssueError, IssueErrorKind, RevokeError, RevokeErrorKind,
 };
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use extract::ClaimsRejection;
 pub use future::ResponseFuture;
 pub use issue::{DEFAULT_TOKEN_LIFETIME, IssuedToken, TokenCookie, TokenIssuer};

@@ -72,7 +72,9 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         match self.auth.decide::<C, _>(&mut req) {
             Decision::Proceed => ResponseFuture::inner(self.take_ready().call(req)),
-            Decision::Reject(rejection) => ResponseFuture::rejected(self.auth.respond(rejection)),
+            Decision::Reject(rejection) => {
+                ResponseFuture::rejected(self.auth.respond(rejection, req.headers()))
+            }
             Decision::Check(check) => {
                 ResponseFuture::checking(check, self.take_ready(), req, Arc::clone(&self.auth))
             }

@@ -1,0 +1,179 @@
+//! The `tracing` feature: one `debug` event per refusal, with its reason code, inside the
+//! request's span, and never a token, a claim or a key. Captured with a
+//! tracing-subscriber layer that records every field of every event.
+
+#![cfg(feature = "tracing")]
+
+mod common;
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use common::{OTHER_SECRET, SECRET, app, bearer, claims, hs256, layer, send, sign};
+use http::{Request, StatusCode, header};
+use jsonwebtoken::{Algorithm, Header};
+use tracing::field::{Field, Visit};
+use tracing::{Instrument, Level, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+
+/// One event as the subscriber saw it.
+#[derive(Debug, Clone)]
+struct Captured {
+    target: String,
+    level: Level,
+    span: Option<String>,
+    fields: Vec<(String, String)>,
+}
+
+impl Captured {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every field, name and value, as one string to search.
+    fn text(&self) -> String {
+        format!("{:?}", self.fields)
+    }
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<Captured>>>);
+
+impl Capture {
+    fn take(&self) -> Vec<Captured> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+struct Fields<'a>(&'a mut Vec<(String, String)>);
+
+impl Visit for Fields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.push((field.name().into(), value.into()));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0.push((field.name().into(), format!("{value:?}")));
+    }
+}
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for Capture {
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+        let mut fields = Vec::new();
+        event.record(&mut Fields(&mut fields));
+        self.0.lock().unwrap().push(Captured {
+            target: event.metadata().target().into(),
+            level: *event.metadata().level(),
+            span: ctx.event_span(event).map(|s| s.name().to_owned()),
+            fields,
+        });
+    }
+}
+
+/// Installs the capturing subscriber for this (current-thread) test.
+fn capture() -> (Capture, tracing::subscriber::DefaultGuard) {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::registry().with(capture.clone());
+    (capture, tracing::subscriber::set_default(subscriber))
+}
+
+/// The token, its three parts and the secrets must appear nowhere in `event`.
+#[track_caller]
+fn assert_no_secrets(event: &Captured, token: &str) {
+    let text = event.text();
+    assert!(!text.contains(token), "{text}");
+    for part in token.split('.').filter(|p| p.len() > 4) {
+        assert!(!text.contains(part), "{text}");
+    }
+    for secret in [SECRET, OTHER_SECRET] {
+        assert!(
+            !text.contains(std::str::from_utf8(secret).unwrap()),
+            "{text}"
+        );
+    }
+    // The subject is a claim.
+    assert!(!text.contains("alice"), "{text}");
+}
+
+#[tokio::test]
+async fn a_refusal_is_one_debug_event_with_its_code_and_no_token() {
+    let (capture, _guard) = capture();
+    let layer = layer();
+    let app = app(&layer);
+    let token = sign(
+        &Header::new(Algorithm::HS256),
+        &claims("alice"),
+        OTHER_SECRET,
+    );
+
+    let seen = send(&app, bearer(&token))
+        .instrument(tracing::info_span!("request"))
+        .await;
+    assert_eq!(seen.status, StatusCode::UNAUTHORIZED);
+
+    let events = capture.take();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(event.target, "tower_jwt_auth");
+    assert_eq!(event.level, Level::DEBUG);
+    assert_eq!(event.field("code"), Some("bad_signature"));
+    assert_eq!(event.field("kind"), Some("InvalidToken"));
+    assert_eq!(event.field("grpc"), Some("false"));
+    assert_eq!(event.field("message"), Some("request refused"));
+    // Inside the request's span, as tower-http's TraceLayer would have it.
+    assert_eq!(event.span.as_deref(), Some("request"));
+    assert_no_secrets(event, &token);
+}
+
+#[tokio::test]
+async fn a_revoked_or_grpc_refusal_says_so_without_the_claims() {
+    let (capture, _guard) = capture();
+    let layer = layer();
+    let app = app(&layer);
+    let token = hs256(&claims("alice"));
+    layer.revoker().revoke_token(&token).await.unwrap();
+    capture.take();
+
+    send(&app, bearer(&token)).await;
+    let mut grpc = bearer(&token);
+    grpc.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    send(&app, grpc).await;
+    send(&app, Request::new(String::new())).await;
+
+    let events = capture.take();
+    let codes: Vec<_> = events
+        .iter()
+        .map(|e| (e.field("code"), e.field("grpc")))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            (Some("revoked"), Some("false")),
+            (Some("revoked"), Some("true")),
+            (Some("missing"), Some("false")),
+        ]
+    );
+    for event in &events {
+        assert_no_secrets(event, &token);
+        // The token's id is not logged either.
+        let jti = layer.verify(&token).unwrap().jti().to_owned();
+        assert!(!event.text().contains(&jti), "{event:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_accepted_request_emits_nothing() {
+    let (capture, _guard) = capture();
+    let layer = layer();
+    let app = app(&layer);
+    let seen = send(&app, bearer(&hs256(&claims("alice")))).await;
+    assert_eq!(seen.status, StatusCode::OK);
+    assert!(capture.take().is_empty());
+}

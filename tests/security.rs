@@ -10,6 +10,8 @@ mod common;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
@@ -432,11 +434,68 @@ async fn duplicate_header_members_are_malformed() {
 // Key-bearing headers: jku, x5u, jwk, x5c
 // ---------------------------------------------------------------------------------------
 
+/// Counts the connections made to a loopback listener, from a thread of its own, so that
+/// a connection made at any time (a fetch on another thread or task, after the request
+/// was answered) is counted.
+struct ConnectionWatch {
+    addr: std::net::SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ConnectionWatch {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let (accepted, stop) = (Arc::clone(&accepted), Arc::clone(&stop));
+            move || {
+                // Kept open until the end: a fetch that connected waits for an answer.
+                let mut held = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            accepted.fetch_add(1, Ordering::SeqCst);
+                            held.push(stream);
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                        Err(e) => panic!("accept: {e}"),
+                    }
+                }
+            }
+        });
+        Self {
+            addr,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for ConnectionWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 #[tokio::test]
 async fn jku_x5u_jwk_and_x5c_headers_are_ignored_and_never_fetched() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let watch = ConnectionWatch::start();
+    let url = format!("http://{}", watch.addr);
     let app = app(&keyed_layer());
     let payload = payload_with("");
     let evil = b"attacker-controlled-secret-0123456789ab";
@@ -467,11 +526,26 @@ async fn jku_x5u_jwk_and_x5c_headers_are_ignored_and_never_fetched() {
             assert_ok(&seen, "alice", &extra);
         }
     }
-    // Nothing ever connected to the URLs in the headers.
-    match listener.accept() {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-        other => panic!("the layer connected to a URL from a token header: {other:?}"),
+    // Nothing connected to the URLs in the headers, neither while the requests were
+    // answered nor for a while after (a fetch in the background, on this runtime's tasks
+    // or on another thread, has that long to show up).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        watch.accepted(),
+        0,
+        "the layer connected to a URL from a token header"
+    );
+    // The watch does see a connection: the zero above is not the watch failing.
+    let _ours = std::net::TcpStream::connect(watch.addr).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while watch.accepted() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watch never saw a connection"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    assert_eq!(watch.accepted(), 1);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-//! A real browser against the example server (`cargo run --example server`).
+//! A real browser against the example server (`cargo run --features example-server --bin server`).
 //!
 //! Headless Chromium, driven through chromedriver's W3C WebDriver HTTP API (plain JSON
 //! over HTTP on loopback), uses the example's own page (`examples/server/index.html`) as

@@ -5,7 +5,7 @@
 //! crate defines one, so a regression that turns a refusal into another refusal is seen
 //! too. Tokens are minted relative to now.
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
-use common::*;
 use http::{Request, Response, StatusCode, header};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use support::{clock::*, service::*, tokens::*};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_jwt_auth::{
     Check, Claims, JwtAuthLayer, MemoryStore, RejectionKind, RevocationStatus, RevocationStore,
@@ -100,23 +100,6 @@ fn keyed_layer() -> JwtAuthLayer<MemoryStore> {
         .key(VerificationKey::hs256(SECRET).unwrap())
         .build()
         .unwrap()
-}
-
-/// A token over exactly `header_json` and `payload_json`, HS256-signed with `secret`.
-fn raw_token(header_json: &str, payload_json: &str, secret: &[u8]) -> String {
-    crypto();
-    let input = format!(
-        "{}.{}",
-        b64(header_json.as_bytes()),
-        b64(payload_json.as_bytes())
-    );
-    let sig = jsonwebtoken::crypto::sign(
-        input.as_bytes(),
-        &EncodingKey::from_secret(secret).unwrap(),
-        Algorithm::HS256,
-    )
-    .unwrap();
-    format!("{input}.{sig}")
 }
 
 /// Valid claims as JSON text, with `extra` spliced in before the closing brace.
@@ -296,7 +279,7 @@ async fn the_hmac_key_named_by_kid_never_verifies_an_rsa_kid_token() {
 // ---------------------------------------------------------------------------------------
 
 fn with_kid_json(kid_json: &str, secret: &[u8]) -> String {
-    raw_token(
+    raw_hs256_with(
         &format!(r#"{{"alg":"HS256","typ":"JWT","kid":{kid_json}}}"#),
         &payload_with(""),
         secret,
@@ -406,7 +389,7 @@ async fn a_null_kid_is_the_same_as_no_kid() {
         .unwrap();
     assert_refused(
         &send(
-            &common::app(&named_only),
+            &support::service::app(&named_only),
             bearer(&with_kid_json("null", SECRET)),
         )
         .await,
@@ -425,7 +408,7 @@ async fn duplicate_header_members_are_malformed() {
         r#"{"alg":"HS256","kid":"k1","kid":"k2"}"#,
         r#"{"alg":"HS256","kid":"zz","kid":"k1"}"#,
     ] {
-        let seen = send(&app, bearer(&raw_token(header, &payload, SECRET))).await;
+        let seen = send(&app, bearer(&raw_hs256_with(header, &payload, SECRET))).await;
         assert_refused(&seen, MALFORMED, header);
     }
 }
@@ -513,13 +496,13 @@ async fn jku_x5u_jwk_and_x5c_headers_are_ignored_and_never_fetched() {
         let header = format!(r#"{{"alg":"HS256",{extra}}}"#);
         // Signed with the attacker's key that the header points at: refused. With a
         // kid the lookup fails or the named key's signature check does.
-        let seen = send(&app, bearer(&raw_token(&header, &payload, evil))).await;
+        let seen = send(&app, bearer(&raw_hs256_with(&header, &payload, evil))).await;
         assert_eq!(seen.status, StatusCode::UNAUTHORIZED, "{extra}");
         let why = seen.rejection.as_ref().unwrap().description();
         assert!(why == BAD_SIGNATURE || why == UNKNOWN_KEY, "{extra}: {why}");
         // Signed with our key: the extra members change nothing (a kid still names
         // the key, so an unknown one is still an unknown key).
-        let seen = send(&app, bearer(&raw_token(&header, &payload, SECRET))).await;
+        let seen = send(&app, bearer(&raw_hs256_with(&header, &payload, SECRET))).await;
         if extra.contains(r#""kid":"evil""#) {
             assert_refused(&seen, UNKNOWN_KEY, &extra);
         } else {
@@ -569,12 +552,12 @@ async fn unknown_or_malformed_crit_is_refused() {
         r#"{"alg":"HS256","crit":"b64","b64":true}"#,
         r#"{"alg":"HS256","crit":[1]}"#,
     ] {
-        let seen = send(&app, bearer(&raw_token(header, &payload, SECRET))).await;
+        let seen = send(&app, bearer(&raw_hs256_with(header, &payload, SECRET))).await;
         assert_refused(&seen, MALFORMED, header);
     }
     // RFC 7797 with b64 true is the ordinary encoding: understood, so accepted.
     let header = r#"{"alg":"HS256","crit":["b64"],"b64":true}"#;
-    let seen = send(&app, bearer(&raw_token(header, &payload, SECRET))).await;
+    let seen = send(&app, bearer(&raw_hs256_with(header, &payload, SECRET))).await;
     assert_ok(&seen, "alice", header);
 }
 
@@ -924,7 +907,11 @@ async fn signature_stripping_is_refused() {
     );
     let (rs_input, _) = rs.rsplit_once('.').unwrap();
     assert_refused(
-        &send(&common::app(&rsa), bearer(&format!("{rs_input}."))).await,
+        &send(
+            &support::service::app(&rsa),
+            bearer(&format!("{rs_input}.")),
+        )
+        .await,
         BAD_SIGNATURE,
         "RS256 empty signature",
     );
@@ -1697,16 +1684,6 @@ fn revocations_are_never_evicted_under_memory_pressure() {
 // ---------------------------------------------------------------------------------------
 // Findings of this suite (each was a failing test before its fix in src/)
 // ---------------------------------------------------------------------------------------
-
-/// Sleeps until just after the start of the next wall-clock second, so a test that must
-/// run within one second has the whole second.
-async fn start_of_a_second() {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let to_next = Duration::from_secs(1) - Duration::from_nanos(u64::from(since.subsec_nanos()));
-    tokio::time::sleep(to_next + Duration::from_millis(5)).await;
-}
 
 #[tokio::test]
 async fn a_revoked_token_with_a_fractional_exp_stays_revoked_while_it_would_pass() {

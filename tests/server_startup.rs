@@ -1,5 +1,6 @@
-//! The example server's binary when it cannot start: it exits with status 1 before it
-//! listens, and its error names what it was doing and then every cause, one
+//! The example server's binary at start-up: without Redis it listens and answers
+//! `/health` (the README's first command); when it cannot start it exits with status 1
+//! before it listens, and its error names what it was doing and then every cause, one
 //! `caused by:` line each (the cause is what an operator acts on).
 
 mod support;
@@ -7,7 +8,10 @@ mod support;
 use std::net::TcpListener;
 use std::time::Duration;
 
+use http::{Method, StatusCode};
+use serde_json::json;
 use support::example_server::ExampleServer;
+use support::http::Http;
 use support::ports::free_port;
 
 /// How long a server that cannot start may take to exit.
@@ -30,6 +34,17 @@ fn causes(log: &str) -> Vec<&str> {
     log.lines()
         .filter_map(|line| line.strip_prefix("caused by: "))
         .collect()
+}
+
+#[tokio::test]
+async fn without_redis_it_listens_and_answers_health() {
+    let server = ExampleServer::start("in-memory", &[("ADDR", "127.0.0.1:0".into())]);
+    let reply = Http::new(Duration::from_secs(5))
+        .call(server.addr(), Method::GET, "/health", None, None)
+        .await
+        .expect("an answer");
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json(), json!({ "status": "ok" }));
 }
 
 #[test]

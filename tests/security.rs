@@ -1298,16 +1298,26 @@ struct Role {
     role: String,
 }
 
-/// A layer decoding custom claims `C`, and a service answering with its `Debug`.
+/// A layer decoding custom claims `C`, and a service answering with them: the status
+/// and the claims the service saw.
 async fn custom_claims<C>(token: &str) -> (StatusCode, Option<C>)
 where
     C: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
 {
-    let layer = JwtAuthLayer::builder(MemoryStore::new())
-        .key(VerificationKey::hs256(SECRET).unwrap())
-        .claims::<C>()
-        .build()
-        .unwrap();
+    custom_claims_up_to(token, None).await
+}
+
+/// [`custom_claims`], with `max_token_len` when given.
+async fn custom_claims_up_to<C>(token: &str, max_len: Option<usize>) -> (StatusCode, Option<C>)
+where
+    C: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    let mut builder =
+        JwtAuthLayer::builder(MemoryStore::new()).key(VerificationKey::hs256(SECRET).unwrap());
+    if let Some(max_len) = max_len {
+        builder = builder.max_token_len(max_len);
+    }
+    let layer = builder.claims::<C>().build().unwrap();
     let svc = layer.layer(service_fn(|req: Request<String>| async move {
         let c = req
             .extensions()
@@ -1466,29 +1476,12 @@ async fn deeply_nested_claims_are_refused_without_overflowing_the_stack() {
     assert_refused_as_one_of(&seen, &[MALFORMED, BAD_CLAIMS], "deep header");
 }
 
+/// [`custom_claims`] with tokens up to 1 MiB.
 async fn custom_claims_big<C>(token: &str) -> (StatusCode, Option<C>)
 where
     C: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
 {
-    let layer = JwtAuthLayer::builder(MemoryStore::new())
-        .key(VerificationKey::hs256(SECRET).unwrap())
-        .max_token_len(1 << 20)
-        .claims::<C>()
-        .build()
-        .unwrap();
-    let svc = layer.layer(service_fn(|req: Request<String>| async move {
-        let c = req
-            .extensions()
-            .get::<Claims<C>>()
-            .unwrap()
-            .custom()
-            .clone();
-        let mut res = Response::new(String::new());
-        res.extensions_mut().insert(c);
-        Ok::<_, Infallible>(res)
-    }));
-    let res = svc.oneshot(bearer(token)).await.unwrap();
-    (res.status(), res.extensions().get::<C>().cloned())
+    custom_claims_up_to(token, Some(1 << 20)).await
 }
 
 // ---------------------------------------------------------------------------------------

@@ -3,22 +3,12 @@
 //!
 //! `cargo bench --bench memory` (prints one line per figure; no criterion).
 
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
-use std::time::{SystemTime, UNIX_EPOCH};
+mod support;
 
+use support::{now, ready};
 use tower_jwt_auth::{MemoryStore, RevocationStore, RevokedToken};
 
 const N: u64 = 1_000_000;
-
-fn ready<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("not ready"),
-    }
-}
 
 /// Resident set size in bytes, from /proc/self/statm.
 fn rss() -> u64 {
@@ -29,10 +19,7 @@ fn rss() -> u64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; any other argument is a filter we ignore.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = now();
     let store = MemoryStore::new();
     // Warm up the allocator and moka's own structures with one entry.
     ready(store.revoke(&RevokedToken::new(

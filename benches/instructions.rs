@@ -12,38 +12,17 @@
 //! (the cache off), and `miss` / `miss-uncached` (a new token every request, cache on and
 //! off) at two counts, so setup cancels out.
 
+mod support;
+
 use std::convert::Infallible;
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, Request, Response, header};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::Deserialize;
 use serde_json::json;
+use support::{SECRET, Typical, now, ready};
 use tower::{Layer, Service, service_fn};
 use tower_jwt_auth::{JwtAuthLayer, MemoryStore, TokenIssuer, VerificationKey};
-
-const SECRET: &[u8] = b"benchmark-secret-0123456789abcdef0123456789";
-
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct Typical {
-    sub: String,
-    iat: u64,
-    exp: u64,
-    jti: String,
-}
-
-fn ready<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("not ready"),
-    }
-}
 
 fn noop(_: Request<()>) -> std::future::Ready<Result<Response<()>, Infallible>> {
     std::future::ready(Ok(Response::new(())))
@@ -57,10 +36,7 @@ fn main() {
         return;
     };
     let _ = TokenIssuer::hs256(SECRET).unwrap();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = now();
     let token = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &json!({"sub": "user-1234", "iat": now, "exp": now + 900, "jti": "bench-jti"}),

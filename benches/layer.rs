@@ -7,25 +7,23 @@
 //! `cargo bench --bench layer --no-default-features --features aws_lc_rs` the other.
 //! Run `scripts/bench` for both and the HTTP load test.
 
+mod support;
+
 use std::convert::Infallible;
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::{HeaderValue, Request, Response, header};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::Deserialize;
 use serde_json::json;
+use support::{SECRET, Typical, now, ready};
 use tower::{Layer, Service, service_fn};
 use tower_jwt_auth::{
     Check, JwtAuthLayer, MemoryStore, RevocationStore, RevokedToken, TokenInfo, TokenIssuer,
     VerificationKey,
 };
 
-const SECRET: &[u8] = b"benchmark-secret-0123456789abcdef0123456789";
 const RSA_PRIVATE: &[u8] = include_bytes!("../tests/keys/rsa_private.pem");
 const RSA_PUBLIC: &[u8] = include_bytes!("../tests/keys/rsa_public.pem");
 const EC_PRIVATE: &[u8] = include_bytes!("../tests/keys/ec_private.pem");
@@ -33,35 +31,9 @@ const EC_PUBLIC: &[u8] = include_bytes!("../tests/keys/ec_public.pem");
 const ED_PRIVATE: &[u8] = include_bytes!("../tests/keys/ed_private.pem");
 const ED_PUBLIC: &[u8] = include_bytes!("../tests/keys/ed_public.pem");
 
-/// The typical claims a bare `decode` deserializes.
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct Typical {
-    sub: String,
-    iat: u64,
-    exp: u64,
-    jti: String,
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn claims(jti: &str) -> serde_json::Value {
     let now = now();
     json!({"sub": "user-1234", "iat": now, "exp": now + 900, "jti": jti})
-}
-
-/// Polls a future that is expected to be ready at once (the layer's success path is).
-fn ready<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("not ready"),
-    }
 }
 
 fn request(token: &str) -> Request<()> {

@@ -5,22 +5,12 @@
 //!
 //! `cargo bench --bench memory` (prints one line per figure; no criterion).
 
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
-use std::time::{SystemTime, UNIX_EPOCH};
+mod support;
 
+use support::{now, ready};
 use tower_jwt_auth::{MemoryStore, RevocationStore, RevokedToken};
 
 const N: u64 = 1_000_000;
-
-fn ready<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("not ready"),
-    }
-}
 
 /// Resident set size in bytes, from /proc/self/statm.
 fn rss() -> u64 {
@@ -33,18 +23,11 @@ fn main() {
     // The cache is measured in a process of its own: memory freed by the store would be
     // reused and hide the cache's growth.
     if std::env::args().nth(1).as_deref() == Some("token-cache") {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        token_cache(now);
+        token_cache(now());
         return;
     }
     // `cargo bench` passes `--bench`; any other argument is a filter we ignore.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = now();
     let store = MemoryStore::new();
     // Warm up the allocator and moka's own structures with one entry.
     ready(store.revoke(&RevokedToken::new(
@@ -95,7 +78,7 @@ fn token_cache(now: u64) {
     use tower::{Layer, Service, service_fn};
     use tower_jwt_auth::{DEFAULT_TOKEN_CACHE_CAPACITY, JwtAuthLayer, VerificationKey};
 
-    const SECRET: &[u8] = b"benchmark-secret-0123456789abcdef0123456789";
+    use support::SECRET;
     let layer = JwtAuthLayer::builder(MemoryStore::new())
         .key(VerificationKey::hs256(SECRET).unwrap())
         .build()

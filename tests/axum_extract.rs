@@ -2,14 +2,14 @@
 
 #![cfg(feature = "axum")]
 
-mod common;
+mod support;
 
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
-use common::*;
 use http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
+use support::{service::*, tokens::*};
 use tower::ServiceExt;
 use tower_jwt_auth::{Claims, JwtAuthLayer, MemoryStore, TokenInfo, VerificationKey};
 

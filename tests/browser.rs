@@ -1,10 +1,10 @@
-//! A real browser against the example server (`cargo run --example server`).
+//! A real browser against the example server (`cargo run --features example-server --bin server`).
 //!
-//! Headless Chromium, driven through chromedriver's W3C WebDriver HTTP API (plain JSON
-//! over HTTP on loopback), uses the example's own page (`examples/server/index.html`) as
-//! a person would: it types into `#username` and `#password`, presses `#login`, `#me`
-//! and `#logout`, and reads `#status` and `#output`. The token cookie is `HttpOnly`, so
-//! the page's script cannot see it: the test reads the browser's cookie jar through
+//! Headless Chromium, driven through chromedriver's W3C WebDriver API (with the
+//! fantoccini client), uses the example's own page (`examples/server/index.html`) as a
+//! person would: it types into `#username` and `#password`, presses `#login`, `#me` and
+//! `#logout`, and reads `#status` and `#output`. The token cookie is `HttpOnly`, so the
+//! page's script cannot see it: the test reads the browser's cookie jar through
 //! WebDriver's cookie API and through the DevTools protocol, and calls the server with
 //! its own HTTP client. A recording layer around the example's router shows what the
 //! browser really sent (`Sec-Fetch-Site`, `Origin`, the cookie) and what it got back.
@@ -23,34 +23,32 @@
 #[allow(dead_code)]
 #[path = "../examples/server/app.rs"]
 mod app;
+mod support;
 
 use std::fs::{self, File};
 use std::future::Future;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::middleware::{self, Next};
 use axum::response::Html;
 use axum::routing::get;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use fantoccini::error::CmdError;
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
 use http::{HeaderMap, Method, Request, StatusCode, header};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
+use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
+use support::clock::temp_path;
+use support::http::{Http, Reply, serve};
+use support::ports::free_port;
+use support::tokens::{SECRET, claims_of};
 use tokio::time::{sleep, timeout};
 use tower_jwt_auth::{MemoryStore, Rejection, RejectionKind};
-
-const SECRET: &[u8] = b"browser-test-secret-that-is-at-least-32-bytes";
 
 /// The longest a whole test may take; the browser is shut down when it is exceeded.
 const TEST_TIMEOUT: Duration = Duration::from_secs(45);
@@ -102,7 +100,7 @@ async fn log_in_see_the_user_log_out_and_the_old_token_is_refused() {
         let me: Value = serde_json::from_str(&shown.output).expect("#output shows JSON");
         assert_eq!(me["sub"], "alice");
         assert_eq!(me["jti"], claims_of(&token)["jti"]);
-        app.me_bearer(&token).await.assert_subject("alice");
+        app.me_bearer(&token).await.assert_ok_subject("alice");
 
         // Log out through the page.
         let mark = app.recorder.len();
@@ -124,6 +122,7 @@ async fn log_in_see_the_user_log_out_and_the_old_token_is_refused() {
         app.me_cookie(&token).await.assert_invalid_token();
         let shown = browser.press("me").await;
         assert_eq!(shown.status, 401, "{shown:?}");
+        browser.close().await;
     })
     .await;
 }
@@ -204,8 +203,8 @@ async fn a_same_site_page_on_another_port_cannot_log_the_user_out() {
         let me: Value = serde_json::from_str(&shown.output).expect("#output shows JSON");
         assert_eq!(me["sub"], "alice");
         assert_eq!(me["jti"], claims_of(&token)["jti"]);
-        app.me_bearer(&token).await.assert_subject("alice");
-        app.me_cookie(&token).await.assert_subject("alice");
+        app.me_bearer(&token).await.assert_ok_subject("alice");
+        app.me_cookie(&token).await.assert_ok_subject("alice");
 
         // The same post from the page's own origin is accepted: the refusal above was the
         // cross-origin rule, not a broken logout.
@@ -213,6 +212,7 @@ async fn a_same_site_page_on_another_port_cannot_log_the_user_out() {
         assert_eq!(shown.status, 204, "{shown:?}");
         assert_eq!(browser.token_cookie().await, None);
         app.me_bearer(&token).await.assert_invalid_token();
+        browser.close().await;
     })
     .await;
 }
@@ -240,86 +240,9 @@ async fn wait_for<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T
     }
 }
 
-/// The payload of a compact JWT, unverified.
-fn claims_of(token: &str) -> Value {
-    let payload = token.split('.').nth(1).expect("a compact JWT");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url"))
-        .expect("JSON claims")
-}
-
-// ---------------------------------------------------------------------------------------
-// HTTP
-// ---------------------------------------------------------------------------------------
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-fn http_client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-/// An answer: status, headers and the whole body.
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    #[track_caller]
-    fn assert_subject(&self, subject: &str) {
-        assert_eq!(self.status, StatusCode::OK, "{:?}", self.body);
-        let claims: Value = serde_json::from_slice(&self.body).expect("JSON claims");
-        assert_eq!(claims["sub"], subject);
-    }
-
-    /// A 401 with `error="invalid_token"` in the RFC 6750 challenge.
-    #[track_caller]
-    fn assert_invalid_token(&self) {
-        assert_eq!(self.status, StatusCode::UNAUTHORIZED, "{:?}", self.body);
-        let challenge = self
-            .headers
-            .get(header::WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .expect("a WWW-Authenticate challenge");
-        assert!(
-            challenge.starts_with("Bearer ") && challenge.contains("error=\"invalid_token\""),
-            "{challenge}"
-        );
-    }
-}
-
-/// Sends `request`, failing after [`COMMAND_TIMEOUT`].
-async fn send(client: &HttpClient, request: Request<Full<Bytes>>) -> Reply {
-    let what = format!("{} {}", request.method(), request.uri());
-    let exchange = async {
-        let response = client.request(request).await?;
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await?.to_bytes();
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
-    };
-    match timeout(COMMAND_TIMEOUT, exchange).await {
-        Ok(Ok(reply)) => reply,
-        Ok(Err(e)) => panic!("{what}: {e}"),
-        Err(_) => panic!("{what}: no answer within {COMMAND_TIMEOUT:?}"),
-    }
-}
-
-/// Serves `router` on a free port of 127.0.0.1.
-async fn serve(router: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
-    let addr = listener.local_addr().expect("the bound address");
-    tokio::spawn(async move { axum::serve(listener, router).await.expect("serving") });
-    addr
-}
-
 // ---------------------------------------------------------------------------------------
 // The example server, with a record of what it saw
 // ---------------------------------------------------------------------------------------
-
 /// One request the example server answered.
 #[derive(Clone, Debug)]
 struct Seen {
@@ -364,7 +287,7 @@ impl Recorder {
 struct App {
     origin: String,
     recorder: Recorder,
-    client: HttpClient,
+    http: Http,
 }
 
 impl App {
@@ -410,7 +333,7 @@ impl App {
         Self {
             origin: format!("http://{addr}"),
             recorder,
-            client: http_client(),
+            http: Http::new(COMMAND_TIMEOUT),
         }
     }
 
@@ -424,7 +347,7 @@ impl App {
             .header(header::AUTHORIZATION, format!("Bearer {token}"))
             .body(Full::default())
             .unwrap();
-        send(&self.client, request).await
+        self.http.send(request).await
     }
 
     /// `GET /me` with the token in the cookie, from the test's own client.
@@ -433,7 +356,7 @@ impl App {
             .header(header::COOKIE, format!("{}={token}", app::COOKIE_NAME))
             .body(Full::default())
             .unwrap();
-        send(&self.client, request).await
+        self.http.send(request).await
     }
 }
 
@@ -530,23 +453,18 @@ fn tools() -> Tools {
     }
 }
 
-/// A chromedriver process with one Chromium session. Dropping it ends the session,
-/// kills whatever is left of chromedriver and Chromium, and removes the profile.
+/// A chromedriver process with one Chromium session. [`close`](Self::close) ends the
+/// session; dropping it (also when a test fails) kills whatever is left of chromedriver
+/// and Chromium, and removes the profile.
 struct Browser {
+    client: Client,
     driver: Child,
-    port: u16,
-    session: Option<String>,
     /// The temporary directory: Chromium's profile and chromedriver's log.
     dir: PathBuf,
-    client: HttpClient,
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        if let Some(session) = self.session.take() {
-            // chromedriver closes Chromium and waits for it.
-            delete_session(self.port, &session);
-        }
         // chromedriver leads its own process group, which Chromium's processes join:
         // kill the group (anything left), then chromedriver itself, and reap it. The
         // group id cannot be reused before chromedriver is reaped.
@@ -562,77 +480,20 @@ impl Drop for Browser {
     }
 }
 
-/// `DELETE /session/{id}` over a plain blocking socket (this runs in `Drop`), bounded.
-fn delete_session(port: u16, session: &str) {
-    let Ok(mut stream) = TcpStream::connect_timeout(
-        &SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_secs(1),
-    ) else {
-        return;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    let request = format!(
-        "DELETE /session/{session} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
-         Content-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    if stream.write_all(request.as_bytes()).is_err() {
-        return;
-    }
-    // Until the whole answer is in (chromedriver may keep the connection open).
-    let mut answer = Vec::new();
-    let mut buffer = [0; 1024];
-    while let Ok(n @ 1..) = stream.read(&mut buffer) {
-        answer.extend_from_slice(&buffer[..n]);
-        if answered(&answer) {
-            break;
-        }
-    }
-}
-
-/// Whether `answer` holds a whole HTTP response with a `Content-Length`.
-fn answered(answer: &[u8]) -> bool {
-    let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return false;
-    };
-    let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
-    let length = head
-        .lines()
-        .find_map(|line| line.strip_prefix("content-length:"))
-        .and_then(|n| n.trim().parse::<usize>().ok());
-    length.is_some_and(|length| answer.len() >= end + 4 + length)
-}
-
-/// A fresh temporary directory for one browser.
-fn temp_dir() -> PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let dir = std::env::temp_dir().join(format!(
-        "tower-jwt-auth-browser-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    fs::create_dir_all(dir.join("profile")).expect("a temporary directory");
-    dir
-}
-
-/// A port that was free a moment ago on 127.0.0.1.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// The last lines of a log file, for failure messages.
 fn tail(path: &Path) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// One WebDriver command, bounded by [`COMMAND_TIMEOUT`]; fails the test on an error.
+async fn wd<T>(what: &str, command: impl Future<Output = Result<T, CmdError>>) -> T {
+    match timeout(COMMAND_TIMEOUT, command).await {
+        Ok(Ok(value)) => value,
+        Ok(Err(e)) => panic!("WebDriver {what}: {e}"),
+        Err(_) => panic!("WebDriver {what}: no answer within {COMMAND_TIMEOUT:?}"),
+    }
 }
 
 /// A cookie in the browser's jar, as WebDriver shows it.
@@ -656,8 +517,29 @@ struct Shown {
     output: String,
 }
 
-/// The key of a web element reference in WebDriver's JSON.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+/// chromedriver's DevTools passthrough (`POST /session/{id}/goog/cdp/execute`), which
+/// WebDriver itself has no command for.
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: Value,
+}
+
+impl WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        let session = session_id.expect("a session");
+        base_url.join(&format!("session/{session}/goog/cdp/execute"))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({ "cmd": self.cmd, "params": self.params });
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
 
 impl Browser {
     /// Starts chromedriver on a free loopback port and a headless Chromium session.
@@ -678,7 +560,8 @@ impl Browser {
     }
 
     async fn try_start(tools: &Tools) -> Result<Self, String> {
-        let dir = temp_dir();
+        let dir = temp_path("browser");
+        fs::create_dir_all(dir.join("profile")).map_err(|e| format!("{}: {e}", dir.display()))?;
         let log_path = dir.join("chromedriver.log");
         let log = File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
         let port = free_port();
@@ -690,260 +573,146 @@ impl Browser {
             .stderr(log);
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let driver = command
+        let mut driver = command
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", tools.chromedriver.display()))?;
-        let mut browser = Self {
-            driver,
-            port,
-            session: None,
-            dir,
-            client: http_client(),
-        };
-
-        // Ready when `GET /status` says so.
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = browser.driver.try_wait() {
-                return Err(format!(
-                    "chromedriver exited ({status}):\n{}",
-                    tail(&log_path)
-                ));
-            }
-            let request = Request::get(format!("{}/status", browser.base()))
-                .body(Full::default())
-                .unwrap();
-            let ready = timeout(Duration::from_secs(1), browser.client.request(request)).await;
-            if let Ok(Ok(response)) = ready
-                && let Ok(Ok(body)) = timeout(Duration::from_secs(1), response.collect()).await
-                && serde_json::from_slice::<Value>(&body.to_bytes())
-                    .is_ok_and(|status| status["value"]["ready"] == true)
-            {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "chromedriver was not ready within {START_TIMEOUT:?}:\n{}",
-                    tail(&log_path)
-                ));
-            }
-            sleep(Duration::from_millis(50)).await;
-        }
 
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|&f| f.to_owned()).collect();
-        args.push(format!(
-            "--user-data-dir={}",
-            browser.dir.join("profile").display()
-        ));
-        let capabilities = json!({ "capabilities": { "alwaysMatch": {
+        args.push(format!("--user-data-dir={}", dir.join("profile").display()));
+        let capabilities = json!({
             "browserName": "chrome",
             "pageLoadStrategy": "normal",
             "timeouts": { "implicit": 0, "pageLoad": 10_000, "script": 5_000 },
             "goog:chromeOptions": { "binary": tools.chromium, "args": args },
-        }}});
-        let session = browser
-            .call(Method::POST, "/session", Some(capabilities), START_TIMEOUT)
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        let mut builder = ClientBuilder::new(HttpConnector::new());
+        builder.capabilities(capabilities);
+        let url = format!("http://127.0.0.1:{port}");
+
+        let fail = |what: String, mut driver: Child| {
+            let _ = driver.kill();
+            let _ = driver.wait();
+            let log = tail(&log_path);
+            let _ = fs::remove_dir_all(&dir);
+            Err(format!("{what}:\n{log}"))
+        };
+        // Ready once it listens (or given up on when it exits or takes too long).
+        let deadline = Instant::now() + START_TIMEOUT;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
-            .map_err(|e| {
-                format!(
-                    "chromedriver could not start {}: {e}\n{}",
-                    tools.chromium.display(),
-                    tail(&log_path)
-                )
-            })?;
-        let id = session["sessionId"]
-            .as_str()
-            .ok_or_else(|| format!("no session id in {session}"))?;
-        browser.session = Some(id.to_owned());
-        Ok(browser)
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// One WebDriver command: its `value`, or the WebDriver error.
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        limit: Duration,
-    ) -> Result<Value, String> {
-        let what = format!("WebDriver {method} {path}");
-        let request = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base()))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(
-                body.map_or_else(Bytes::new, |b| b.to_string().into()),
-            ))
-            .unwrap();
-        let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
-            let mut json: Value = serde_json::from_slice(&body)
-                .map_err(|e| format!("{status}, not JSON ({e}): {body:?}"))?;
-            if status.is_success() {
-                Ok(json["value"].take())
-            } else {
-                let error = &json["value"];
-                Err(format!(
-                    "{status}: {}: {}",
-                    error["error"], error["message"]
-                ))
+            .is_err()
+        {
+            if let Ok(Some(status)) = driver.try_wait() {
+                return fail(format!("chromedriver exited ({status})"), driver);
+            }
+            if Instant::now() > deadline {
+                let what = format!("chromedriver did not listen within {START_TIMEOUT:?}");
+                return fail(what, driver);
+            }
+            sleep(Duration::from_millis(50)).await;
+        }
+        let client = match timeout(START_TIMEOUT, builder.connect(&url)).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => {
+                let what = format!(
+                    "chromedriver could not start {}: {e}",
+                    tools.chromium.display()
+                );
+                return fail(what, driver);
+            }
+            Err(_) => {
+                return fail(
+                    format!("no browser session within {START_TIMEOUT:?}"),
+                    driver,
+                );
             }
         };
-        match timeout(limit, exchange).await {
-            Ok(result) => result.map_err(|e| format!("{what}: {e}")),
-            Err(_) => Err(format!("{what}: no answer within {limit:?}")),
-        }
+        Ok(Self {
+            client,
+            driver,
+            dir,
+        })
     }
 
-    /// A command in this session; fails the test on an error.
-    async fn command(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let session = self.session.as_deref().expect("a session");
-        self.call(
-            method,
-            &format!("/session/{session}{path}"),
-            body,
-            COMMAND_TIMEOUT,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+    /// Ends the session (chromedriver closes Chromium and waits for it), then drops the
+    /// rest.
+    async fn close(self) {
+        let _ = timeout(COMMAND_TIMEOUT, self.client.clone().close()).await;
     }
 
     async fn goto(&self, url: &str) {
-        self.command(Method::POST, "/url", Some(json!({ "url": url })))
-            .await;
+        wd(&format!("goto {url}"), self.client.goto(url)).await;
     }
 
     async fn current_url(&self) -> String {
-        let url = self.command(Method::GET, "/url", None).await;
-        url.as_str().unwrap_or_default().to_owned()
+        wd("current url", self.client.current_url()).await.into()
     }
 
-    /// The element `css` selects (it must exist).
-    async fn find(&self, css: &str) -> String {
-        let found = self
-            .command(
-                Method::POST,
-                "/element",
-                Some(json!({ "using": "css selector", "value": css })),
-            )
-            .await;
-        found[ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("no element reference for {css}: {found}"))
-            .to_owned()
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        wd(&format!("find {css}"), self.client.find(Locator::Css(css))).await
     }
 
     async fn type_into(&self, css: &str, text: &str) {
         let element = self.find(css).await;
-        let path = format!("/element/{element}");
-        self.command(Method::POST, &format!("{path}/clear"), Some(json!({})))
-            .await;
-        self.command(
-            Method::POST,
-            &format!("{path}/value"),
-            Some(json!({ "text": text })),
-        )
-        .await;
+        wd(&format!("clear {css}"), element.clear()).await;
+        wd(&format!("type into {css}"), element.send_keys(text)).await;
     }
 
     async fn click(&self, css: &str) {
         let element = self.find(css).await;
-        self.command(
-            Method::POST,
-            &format!("/element/{element}/click"),
-            Some(json!({})),
-        )
-        .await;
+        wd(&format!("click {css}"), element.click()).await;
     }
 
     /// An attribute of the element `css` selects; `None` when there is no such element
     /// or attribute (for polling).
     async fn attribute(&self, css: &str, name: &str) -> Option<String> {
-        let session = self.session.as_deref()?;
-        let found = self
-            .call(
-                Method::POST,
-                &format!("/session/{session}/element"),
-                Some(json!({ "using": "css selector", "value": css })),
-                COMMAND_TIMEOUT,
-            )
+        let find = self.client.find(Locator::Css(css));
+        let element = timeout(COMMAND_TIMEOUT, find).await.ok()?.ok()?;
+        timeout(COMMAND_TIMEOUT, element.attr(name))
             .await
-            .ok()?;
-        let element = found[ELEMENT].as_str()?;
-        let value = self
-            .call(
-                Method::GET,
-                &format!("/session/{session}/element/{element}/attribute/{name}"),
-                None,
-                COMMAND_TIMEOUT,
-            )
-            .await
-            .ok()?;
-        value.as_str().map(str::to_owned)
+            .ok()?
+            .ok()?
     }
 
     /// The rendered text of the element `css` selects.
     async fn text(&self, css: &str) -> Option<String> {
         let element = self.find(css).await;
-        let text = self
-            .command(Method::GET, &format!("/element/{element}/text"), None)
-            .await;
-        text.as_str().map(str::to_owned)
+        Some(wd(&format!("text of {css}"), element.text()).await)
     }
 
     /// Runs `script` in the page and returns its result.
     async fn execute(&self, script: &str) -> Value {
-        self.command(
-            Method::POST,
-            "/execute/sync",
-            Some(json!({ "script": script, "args": [] })),
-        )
-        .await
+        wd("execute", self.client.execute(script, Vec::new())).await
     }
 
     /// The `access_token` cookie, through WebDriver's cookie API (the cookies the
     /// current page's URL would be sent, `HttpOnly` ones included).
     async fn token_cookie(&self) -> Option<Cookie> {
-        let cookies = self.command(Method::GET, "/cookie", None).await;
-        let cookie = cookies
-            .as_array()
-            .expect("a cookie list")
-            .iter()
-            .find(|c| c["name"] == app::COOKIE_NAME)?;
+        let cookies = wd("get cookies", self.client.get_all_cookies()).await;
+        let cookie = cookies.iter().find(|c| c.name() == app::COOKIE_NAME)?;
         Some(Cookie {
-            value: cookie["value"].as_str().unwrap_or_default().to_owned(),
-            http_only: cookie["httpOnly"] == true,
-            secure: cookie["secure"] == true,
-            same_site: cookie["sameSite"].as_str().unwrap_or_default().to_owned(),
-            path: cookie["path"].as_str().unwrap_or_default().to_owned(),
+            value: cookie.value().to_owned(),
+            http_only: cookie.http_only() == Some(true),
+            secure: cookie.secure() == Some(true),
+            same_site: cookie
+                .same_site()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            path: cookie.path().unwrap_or_default().to_owned(),
         })
     }
 
     /// The `access_token` cookie's value for `url`, through the DevTools protocol's
     /// `Network.getCookies` (the browser's jar, whatever page is shown).
     async fn devtools_token_cookie(&self, url: &str) -> Option<String> {
-        let answer = self
-            .command(
-                Method::POST,
-                "/goog/cdp/execute",
-                Some(json!({ "cmd": "Network.getCookies", "params": { "urls": [url] } })),
-            )
-            .await;
+        let command = Cdp {
+            cmd: "Network.getCookies",
+            params: json!({ "urls": [url] }),
+        };
+        let answer = wd("Network.getCookies", self.client.issue_cmd(command)).await;
         answer["cookies"]
             .as_array()
             .expect("a cookie list")

@@ -1,9 +1,9 @@
 //! Cross-origin protection for cookie-carried tokens (Go 1.25 `CrossOriginProtection`).
 
-mod common;
+mod support;
 
-use common::*;
 use http::{Request, StatusCode, header};
+use support::{service::*, tokens::*};
 use tower_jwt_auth::{JwtAuthLayer, MemoryStore, RejectionKind, VerificationKey};
 
 fn cookie_request(method: &str, headers: &[(&str, &str)]) -> Request<String> {

@@ -1,7 +1,7 @@
 //! A store that answers asynchronously (`Check::Pending`) and one that fails: the layer's
 //! response future drives the lookup, then the inner service or the rejection.
 
-mod common;
+mod support;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
-use common::*;
 use http::StatusCode;
+use support::{clock::*, service::*, tokens::*};
 use tower_jwt_auth::{
     Check, JwtAuthLayer, RejectionKind, RevocationStatus, RevocationStore, RevokedToken,
     SubjectCutoff, TokenInfo, VerificationKey,

@@ -1,4 +1,4 @@
-//! End-to-end tests of the example server (`cargo run --example server`).
+//! End-to-end tests of the example server (`cargo run --features example-server --bin server`).
 //!
 //! Each test serves the example's own router (`examples/server/app.rs`, included below)
 //! on a real TCP port on 127.0.0.1 and drives it with a real HTTP client (hyper-util's),
@@ -6,78 +6,42 @@
 
 #[path = "../examples/server/app.rs"]
 mod app;
+mod support;
 
 use std::error::Error;
 use std::fmt;
 use std::future::Ready;
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::{HeaderMap, Method, Request, StatusCode, header};
-use http_body_util::{BodyExt, Full};
+use base64::engine::general_purpose::STANDARD;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
+use sha2::{Digest, Sha256};
+use support::clock::{now, start_of_a_second, uid};
+use support::http::{Http, Reply, password, serve};
+use support::tokens::{
+    OTHER_SECRET, RSA_PRIVATE, SECRET, b64, claims_of, hs256, mint, sign, sign_with,
+};
 use tower_jwt_auth::{
     Check, MemoryStore, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff, TokenInfo,
 };
-
-const SECRET: &[u8] = b"e2e-test-secret-that-is-at-least-32-bytes";
 
 // ---------------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------------
 
+/// The longest one request may take before the test fails (rather than hangs).
+const HTTP_LIMIT: Duration = Duration::from_secs(10);
+
 /// The example server on a real port, and an HTTP client.
 struct Server {
     addr: SocketAddr,
-    client: Client<HttpConnector, Full<Bytes>>,
-}
-
-/// An answer: status, headers and the whole body.
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    fn header(&self, name: impl header::AsHeaderName) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "{}: body is not JSON ({e}): {:?}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    #[track_caller]
-    fn assert_ok_subject(&self, subject: &str) {
-        assert_eq!(self.status, StatusCode::OK, "{:?}", self.body);
-        assert_eq!(self.json()["sub"], subject);
-    }
-
-    /// A 401 with `error="invalid_token"` in the RFC 6750 challenge.
-    #[track_caller]
-    fn assert_invalid_token(&self) {
-        assert_eq!(self.status, StatusCode::UNAUTHORIZED, "{:?}", self.body);
-        let challenge = self.header(header::WWW_AUTHENTICATE).expect("a challenge");
-        assert!(
-            challenge.starts_with("Bearer ") && challenge.contains("error=\"invalid_token\""),
-            "{challenge}"
-        );
-    }
+    http: Http,
 }
 
 /// A login's result.
@@ -103,12 +67,6 @@ impl Login {
     }
 }
 
-/// The payload of a compact JWT, unverified.
-fn claims_of(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
-
 fn config() -> app::Config {
     app::Config::new(app::Secret::new(SECRET))
 }
@@ -119,12 +77,9 @@ async fn start() -> Server {
 
 async fn start_with<R: RevocationStore>(store: R, config: app::Config) -> Server {
     let router = app::router(store, &config).expect("the router builds");
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     Server {
-        addr,
-        client: Client::builder(TokioExecutor::new()).build_http(),
+        addr: serve(router).await,
+        http: Http::new(HTTP_LIMIT),
     }
 }
 
@@ -140,18 +95,9 @@ impl Server {
     }
 
     async fn send(&self, request: http::request::Builder, body: impl Into<Bytes>) -> Reply {
-        let request = request.body(Full::new(body.into())).unwrap();
-        let response = self
-            .client
-            .request(request)
+        self.http
+            .send(request.body(Full::new(body.into())).unwrap())
             .await
-            .expect("the server answers");
-        let (parts, body) = response.into_parts();
-        Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body: body.collect().await.unwrap().to_bytes(),
-        }
     }
 
     async fn get(&self, path: &str) -> Reply {
@@ -177,12 +123,7 @@ impl Server {
     }
 
     async fn login(&self, username: &str) -> Login {
-        let password = match username {
-            "alice" => "wonderland",
-            "bob" => "builder",
-            other => panic!("no demo user {other}"),
-        };
-        let reply = self.try_login(username, password).await;
+        let reply = self.try_login(username, password(username)).await;
         assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
         let body = reply.json();
         Login {
@@ -219,47 +160,6 @@ impl Server {
     async fn me(&self, token: &str) -> Reply {
         self.bearer(Method::GET, "/me", token).await
     }
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// Sleeps until just after the next whole second, so that what follows in the test has
-/// most of a second to happen in.
-async fn wait_for_a_fresh_second() {
-    let into = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_millis();
-    tokio::time::sleep(Duration::from_millis(u64::from(1000 - into) + 5)).await;
-}
-
-/// An HS256 token as another library would mint it: `sub`, `iat`, `exp`, `jti` and
-/// nothing else, whole seconds.
-fn mint(subject: &str, iat: u64, exp: u64) -> String {
-    mint_claims(
-        &json!({ "sub": subject, "iat": iat, "exp": exp, "jti": unique_id() }),
-        SECRET,
-    )
-}
-
-fn mint_claims(claims: &Value, secret: &[u8]) -> String {
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(secret).unwrap(),
-    )
-    .unwrap()
-}
-
-fn unique_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!("ext-{}-{}", now_secs(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -320,24 +220,12 @@ async fn the_page_is_self_contained_with_stable_ids() {
     assert_eq!(page.matches("<style").count(), 1);
     let csp = reply.header(header::CONTENT_SECURITY_POLICY).unwrap();
     let script = &page[page.find("<script>").unwrap() + 8..page.find("</script>").unwrap()];
-    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest_of(script));
+    let hash = STANDARD.encode(Sha256::digest(script.as_bytes()));
     assert!(
         csp.contains(&format!("script-src 'sha256-{hash}'")),
         "{csp}"
     );
     assert!(csp.contains("connect-src 'self'") && csp.contains("frame-ancestors 'none'"));
-}
-
-/// `Sha256::digest` under a name that does not need the `Digest` trait in scope twice.
-trait DigestOf {
-    fn digest_of(data: &str) -> Vec<u8>;
-}
-
-impl DigestOf for sha2::Sha256 {
-    fn digest_of(data: &str) -> Vec<u8> {
-        use sha2::Digest;
-        Self::digest(data.as_bytes()).to_vec()
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -595,7 +483,7 @@ async fn two_authorization_headers_are_an_invalid_request() {
 #[tokio::test]
 async fn other_issuers_tokens_with_only_sub_iat_exp_jti_are_accepted() {
     let server = start().await;
-    let now = now_secs();
+    let now = now();
     let token = mint("carol", now, now + 600);
     let reply = server.me(&token).await;
     reply.assert_ok_subject("carol");
@@ -606,12 +494,11 @@ async fn other_issuers_tokens_with_only_sub_iat_exp_jti_are_accepted() {
     // Also in the cookie, and without a `typ` header.
     let mut header = Header::new(Algorithm::HS256);
     header.typ = None;
-    let token = jsonwebtoken::encode(
+    let token = sign(
         &header,
-        &json!({ "sub": "carol", "iat": now, "exp": now + 60, "jti": unique_id() }),
-        &EncodingKey::from_secret(SECRET).unwrap(),
-    )
-    .unwrap();
+        &json!({ "sub": "carol", "iat": now, "exp": now + 60, "jti": uid() }),
+        SECRET,
+    );
     server
         .cookie(Method::GET, "/me", &format!("access_token={token}"))
         .await
@@ -625,13 +512,12 @@ async fn other_issuers_tokens_with_only_sub_iat_exp_jti_are_accepted() {
 #[tokio::test]
 async fn hostile_tokens_are_refused() {
     let server = start().await;
-    let now = now_secs();
-    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
-    let claims = json!({ "sub": "alice", "iat": now, "exp": now + 600, "jti": unique_id() });
+    let now = now();
+    let b64 = |v: &Value| b64(v.to_string().as_bytes());
+    let claims = json!({ "sub": "alice", "iat": now, "exp": now + 600, "jti": uid() });
     let alice = server.login("alice").await;
     let parts: Vec<&str> = alice.token.split('.').collect();
-    let rsa_key =
-        EncodingKey::from_rsa_pem(include_bytes!("keys/rsa_private.pem")).expect("test key");
+    let rsa_key = EncodingKey::from_rsa_pem(RSA_PRIVATE).expect("test key");
 
     let hostile: Vec<(&str, String)> = vec![
         (
@@ -646,9 +532,10 @@ async fn hostile_tokens_are_refused() {
             "alg None, signature kept",
             format!("{}.{}.{}", b64(&json!({"alg": "None"})), parts[1], parts[2]),
         ),
-        ("signed with another secret", {
-            mint_claims(&claims, b"another-secret-that-is-long-enough-0123456")
-        }),
+        (
+            "signed with another secret",
+            sign(&Header::new(Algorithm::HS256), &claims, OTHER_SECRET),
+        ),
         (
             "payload changed to bob",
             format!(
@@ -661,16 +548,11 @@ async fn hostile_tokens_are_refused() {
         ("signature stripped", format!("{}.{}.", parts[0], parts[1])),
         (
             "HS512 with the same secret",
-            jsonwebtoken::encode(
-                &Header::new(Algorithm::HS512),
-                &claims,
-                &EncodingKey::from_secret(SECRET).unwrap(),
-            )
-            .unwrap(),
+            sign(&Header::new(Algorithm::HS512), &claims, SECRET),
         ),
         (
             "RS256 (algorithm confusion)",
-            jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &rsa_key).unwrap(),
+            sign_with(&Header::new(Algorithm::RS256), &claims, &rsa_key),
         ),
         ("expired", mint("alice", now - 1000, now - 120)),
         (
@@ -683,36 +565,28 @@ async fn hostile_tokens_are_refused() {
         ),
         (
             "no jti",
-            mint_claims(
-                &json!({ "sub": "alice", "iat": now, "exp": now + 600 }),
-                SECRET,
-            ),
+            hs256(&json!({ "sub": "alice", "iat": now, "exp": now + 600 })),
         ),
         (
             "no exp",
-            mint_claims(
-                &json!({ "sub": "alice", "iat": now, "jti": unique_id() }),
-                SECRET,
-            ),
+            hs256(&json!({ "sub": "alice", "iat": now, "jti": uid() })),
         ),
         (
             "exp as a string",
-            mint_claims(
-                &json!({ "sub": "alice", "iat": now, "exp": (now + 600).to_string(), "jti": unique_id() }),
-                SECRET,
+            hs256(
+                &json!({ "sub": "alice", "iat": now, "exp": (now + 600).to_string(), "jti": uid() }),
             ),
         ),
         (
             "unknown kid",
-            jsonwebtoken::encode(
+            sign(
                 &Header {
                     kid: Some("other".into()),
                     ..Header::new(Algorithm::HS256)
                 },
                 &claims,
-                &EncodingKey::from_secret(SECRET).unwrap(),
-            )
-            .unwrap(),
+                SECRET,
+            ),
         ),
         ("garbage", "garbage".into()),
         ("three dots of nothing", "..".into()),
@@ -847,7 +721,7 @@ async fn logout_all_revokes_every_token_of_the_subject_only() {
 async fn same_second_logins_around_a_logout_all() {
     let server = start().await;
     for _ in 0..10 {
-        wait_for_a_fresh_second().await;
+        start_of_a_second().await;
         let before = server.login("alice").await;
         let actor = server.login("alice").await;
         let reply = server
@@ -877,25 +751,25 @@ async fn same_second_logins_around_a_logout_all() {
 async fn same_second_external_tokens_around_a_logout_all() {
     let server = start().await;
     for _ in 0..10 {
-        wait_for_a_fresh_second().await;
-        let second = now_secs();
+        start_of_a_second().await;
+        let second = now();
         let earlier = mint("alice", second - 5, second + 600);
         let actor = server.login("alice").await;
         let reply = server
             .bearer(Method::POST, "/logout-all", &actor.token)
             .await;
         assert_clearing_cookie(&reply);
-        if now_secs() != second || actor.iat() != second {
+        if now() != second || actor.iat() != second {
             continue; // the logout-all's second is not known for sure: try again
         }
         let same_second = mint("alice", second, second + 600);
         server.me(&earlier.clone()).await.assert_invalid_token();
         server.me(&same_second).await.assert_invalid_token();
         // A later second: minted once the clock has moved on.
-        while now_secs() == second {
+        while now() == second {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let later = mint("alice", now_secs(), now_secs() + 600);
+        let later = mint("alice", now(), now() + 600);
         server.me(&later).await.assert_ok_subject("alice");
         // Other subjects were never affected.
         server

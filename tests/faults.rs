@@ -17,30 +17,25 @@
 //! - an instance paused for longer than the window (SIGSTOP) does not accept a token
 //!   logged out meanwhile once it resumes: 503 until it has caught up, then 401.
 //!
-//! The example server is built once per run (`cargo build --example server`, same
-//! profile and features as this test) and configured through its environment, with a
+//! The example server is the `server` binary Cargo builds for this test (feature
+//! `example-server`, `CARGO_BIN_EXE_server`), configured through its environment, with a
 //! short staleness window and command timeout so the whole file takes well under two
 //! minutes. The scenarios run one at a time: their timing bounds assume they do not
 //! compete with each other for the CPU.
 
-#![cfg(feature = "redis")]
-
-#[path = "support/example_server.rs"]
-mod example_server;
-#[path = "support/http_client.rs"]
-mod http_client;
-#[path = "support/redis_server.rs"]
-mod redis_server;
+mod support;
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use example_server::{ExampleServer, free_port};
 use http::StatusCode;
-use http_client::{Failure, Http, Reply, access_token};
-use redis_server::RedisServer;
+use support::example_server::ExampleServer;
+use support::http::{Failure, Http, Reply, access_token};
+use support::ports::free_port;
+use support::redis_server::RedisServer;
+use support::tokens::claims_of;
 
 const SECRET: &str = "faults-test-secret-shared-by-both-instances";
 /// `REDIS_COMMAND_TIMEOUT_MS`: the longest a logout waits for Redis.
@@ -566,14 +561,7 @@ async fn redis_frozen_and_resumed() {
 /// Whether Redis holds the token's `jti` on its denylist (default prefix). Matched as a
 /// suffix of the members, so the test does not depend on how the store encodes them.
 fn in_denylist(redis: &RedisServer, token: &str) -> bool {
-    use base64::Engine;
-    let payload = token.split('.').nth(1).expect("a compact JWT");
-    let claims: serde_json::Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .expect("base64url"),
-    )
-    .expect("JSON claims");
+    let claims = claims_of(token);
     let jti = claims["jti"].as_str().expect("a jti");
     let script = "local n = 0 \
         for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do \

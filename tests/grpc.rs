@@ -3,7 +3,7 @@
 //! status and message, a token refused after `Logout`, server-streaming calls, and the
 //! same port answering a plain (non-gRPC) HTTP request the RFC 6750 way.
 
-mod common;
+mod support;
 
 #[path = "../examples/tonic.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -20,10 +20,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
-use common::{OTHER_SECRET, SECRET, claims, hs256, now, sign};
 use http::{StatusCode, header};
 use http_body_util::BodyExt;
 use jsonwebtoken::{Algorithm, Header};
+use support::clock::now;
+use support::tokens::{OTHER_SECRET, SECRET, claims, hs256, sign};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_stream::Stream;

@@ -1,13 +1,13 @@
 //! Issuing tokens, the login and logout cookies, and configuration errors.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::*;
 use http::StatusCode;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 use serde_json::{Value, json};
+use support::{clock::*, service::*, tokens::*};
 use tower_jwt_auth::{
     ConfigErrorKind, JwtAuthLayer, MemoryStore, TokenCookie, TokenIssuer, VerificationKey,
 };

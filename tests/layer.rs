@@ -1,15 +1,15 @@
 //! The layer through its public API: token sources, RFC 6750 answers, optional mode,
 //! pluggable rejections, custom claims, readiness and auto traits.
 
-mod common;
+mod support;
 
 use std::convert::Infallible;
 use std::time::Duration;
 
-use common::*;
 use http::{Request, Response, StatusCode, header};
 use serde::Deserialize;
 use serde_json::json;
+use support::{service::*, tokens::*};
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_jwt_auth::{
     Claims, JwtAuth, JwtAuthLayer, MemoryStore, Rejection, RejectionKind, TokenLocation,
@@ -252,7 +252,7 @@ async fn token_over_the_limit_is_refused_before_decoding() {
     );
     // The default limit is 8 KiB.
     let huge = "a".repeat(8 * 1024 + 1);
-    let seen = send(&app(&common::layer()), bearer(&huge)).await;
+    let seen = send(&app(&support::service::layer()), bearer(&huge)).await;
     assert_eq!(
         seen.rejection.unwrap().description(),
         "the token is longer than allowed"

@@ -6,17 +6,17 @@
 //! a 200 only for a genuinely valid token that was in the request, and a well-formed
 //! bearer header or cookie list yields exactly the token that was put in.
 
-mod common;
+mod support;
 
 use std::future::Future;
 use std::pin::pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll, Waker};
 
-use common::*;
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use proptest::prelude::*;
 use proptest::sample::select;
+use support::{service::*, tokens::*};
 use tower_jwt_auth::{JwtAuth, JwtAuthLayer, MemoryStore, RejectionKind, TokenLocation};
 
 /// Polls a future that must be ready at once: `MemoryStore` answers from memory and the

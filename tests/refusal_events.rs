@@ -4,14 +4,15 @@
 
 #![cfg(feature = "tracing")]
 
-mod common;
+mod support;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use common::{OTHER_SECRET, SECRET, app, bearer, claims, hs256, layer, send, sign};
 use http::{Request, StatusCode, header};
 use jsonwebtoken::{Algorithm, Header};
+use support::service::{app, bearer, layer, send};
+use support::tokens::{OTHER_SECRET, SECRET, claims, hs256, sign};
 use tracing::field::{Field, Visit};
 use tracing::{Instrument, Level, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};

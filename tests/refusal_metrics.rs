@@ -2,7 +2,7 @@
 //! each refusal under its reason code, gRPC calls included, and accepted requests not
 //! at all. The counts are read back from a recorder written here, not the example's.
 
-mod common;
+mod support;
 
 #[path = "../examples/metrics.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -12,10 +12,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::{OTHER_SECRET, bearer, claims, hs256, layer, now, sign};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use jsonwebtoken::{Algorithm, Header};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use support::clock::now;
+use support::service::{bearer, layer};
+use support::tokens::{OTHER_SECRET, claims, hs256, sign};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 /// A counter's name and labels.

@@ -1,13 +1,13 @@
 //! Logout through the layer: revoking one token, logging out everywhere, the same-second
 //! cases, and how long revocations are kept.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::*;
 use http::StatusCode;
 use serde_json::json;
+use support::{clock::*, service::*, tokens::*};
 use tower_jwt_auth::{
     JwtAuthLayer, MemoryStore, RejectionKind, RevocationStore, TokenInfo, TokenIssuer,
     VerificationKey,
@@ -191,9 +191,9 @@ async fn a_revocation_outlives_the_token_by_the_leeway_then_goes() {
     assert_eq!(store.len().0, 1);
     // While the token could still pass verification (now <= exp + leeway), it is refused
     // as revoked, not merely expired.
-    while common::now() <= now + 2 {
+    while support::clock::now() <= now + 2 {
         let kind = send(&app(&layer), bearer(&token)).await.kind();
-        if common::now() <= now + 2 {
+        if support::clock::now() <= now + 2 {
             assert_eq!(kind, Some(RejectionKind::RevokedToken));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -5,18 +5,20 @@
 //! crate defines one, so a regression that turns a refusal into another refusal is seen
 //! too. Tokens are minted relative to now.
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
-use common::*;
 use http::{Request, Response, StatusCode, header};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use support::{clock::*, service::*, tokens::*};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_jwt_auth::{
     Check, Claims, JwtAuthLayer, MemoryStore, RejectionKind, RevocationStatus, RevocationStore,
@@ -97,23 +99,6 @@ fn keyed_layer() -> JwtAuthLayer<MemoryStore> {
         .key(VerificationKey::hs256(SECRET).unwrap())
         .build()
         .unwrap()
-}
-
-/// A token over exactly `header_json` and `payload_json`, HS256-signed with `secret`.
-fn raw_token(header_json: &str, payload_json: &str, secret: &[u8]) -> String {
-    crypto();
-    let input = format!(
-        "{}.{}",
-        b64(header_json.as_bytes()),
-        b64(payload_json.as_bytes())
-    );
-    let sig = jsonwebtoken::crypto::sign(
-        input.as_bytes(),
-        &EncodingKey::from_secret(secret).unwrap(),
-        Algorithm::HS256,
-    )
-    .unwrap();
-    format!("{input}.{sig}")
 }
 
 /// Valid claims as JSON text, with `extra` spliced in before the closing brace.
@@ -293,7 +278,7 @@ async fn the_hmac_key_named_by_kid_never_verifies_an_rsa_kid_token() {
 // ---------------------------------------------------------------------------------------
 
 fn with_kid_json(kid_json: &str, secret: &[u8]) -> String {
-    raw_token(
+    raw_hs256_with(
         &format!(r#"{{"alg":"HS256","typ":"JWT","kid":{kid_json}}}"#),
         &payload_with(""),
         secret,
@@ -403,7 +388,7 @@ async fn a_null_kid_is_the_same_as_no_kid() {
         .unwrap();
     assert_refused(
         &send(
-            &common::app(&named_only),
+            &support::service::app(&named_only),
             bearer(&with_kid_json("null", SECRET)),
         )
         .await,
@@ -422,7 +407,7 @@ async fn duplicate_header_members_are_malformed() {
         r#"{"alg":"HS256","kid":"k1","kid":"k2"}"#,
         r#"{"alg":"HS256","kid":"zz","kid":"k1"}"#,
     ] {
-        let seen = send(&app, bearer(&raw_token(header, &payload, SECRET))).await;
+        let seen = send(&app, bearer(&raw_hs256_with(header, &payload, SECRET))).await;
         assert_refused(&seen, MALFORMED, header);
     }
 }
@@ -431,11 +416,68 @@ async fn duplicate_header_members_are_malformed() {
 // Key-bearing headers: jku, x5u, jwk, x5c
 // ---------------------------------------------------------------------------------------
 
+/// Counts the connections made to a loopback listener, from a thread of its own, so that
+/// a connection made at any time (a fetch on another thread or task, after the request
+/// was answered) is counted.
+struct ConnectionWatch {
+    addr: std::net::SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ConnectionWatch {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let (accepted, stop) = (Arc::clone(&accepted), Arc::clone(&stop));
+            move || {
+                // Kept open until the end: a fetch that connected waits for an answer.
+                let mut held = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            accepted.fetch_add(1, Ordering::SeqCst);
+                            held.push(stream);
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                        Err(e) => panic!("accept: {e}"),
+                    }
+                }
+            }
+        });
+        Self {
+            addr,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for ConnectionWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 #[tokio::test]
 async fn jku_x5u_jwk_and_x5c_headers_are_ignored_and_never_fetched() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let watch = ConnectionWatch::start();
+    let url = format!("http://{}", watch.addr);
     let app = app(&keyed_layer());
     let payload = payload_with("");
     let evil = b"attacker-controlled-secret-0123456789ab";
@@ -453,24 +495,39 @@ async fn jku_x5u_jwk_and_x5c_headers_are_ignored_and_never_fetched() {
         let header = format!(r#"{{"alg":"HS256",{extra}}}"#);
         // Signed with the attacker's key that the header points at: refused. With a
         // kid the lookup fails or the named key's signature check does.
-        let seen = send(&app, bearer(&raw_token(&header, &payload, evil))).await;
+        let seen = send(&app, bearer(&raw_hs256_with(&header, &payload, evil))).await;
         assert_eq!(seen.status, StatusCode::UNAUTHORIZED, "{extra}");
         let why = seen.rejection.as_ref().unwrap().description();
         assert!(why == BAD_SIGNATURE || why == UNKNOWN_KEY, "{extra}: {why}");
         // Signed with our key: the extra members change nothing (a kid still names
         // the key, so an unknown one is still an unknown key).
-        let seen = send(&app, bearer(&raw_token(&header, &payload, SECRET))).await;
+        let seen = send(&app, bearer(&raw_hs256_with(&header, &payload, SECRET))).await;
         if extra.contains(r#""kid":"evil""#) {
             assert_refused(&seen, UNKNOWN_KEY, &extra);
         } else {
             assert_ok(&seen, "alice", &extra);
         }
     }
-    // Nothing ever connected to the URLs in the headers.
-    match listener.accept() {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-        other => panic!("the layer connected to a URL from a token header: {other:?}"),
+    // Nothing connected to the URLs in the headers, neither while the requests were
+    // answered nor for a while after (a fetch in the background, on this runtime's tasks
+    // or on another thread, has that long to show up).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        watch.accepted(),
+        0,
+        "the layer connected to a URL from a token header"
+    );
+    // The watch does see a connection: the zero above is not the watch failing.
+    let _ours = std::net::TcpStream::connect(watch.addr).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while watch.accepted() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watch never saw a connection"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    assert_eq!(watch.accepted(), 1);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -494,12 +551,12 @@ async fn unknown_or_malformed_crit_is_refused() {
         r#"{"alg":"HS256","crit":"b64","b64":true}"#,
         r#"{"alg":"HS256","crit":[1]}"#,
     ] {
-        let seen = send(&app, bearer(&raw_token(header, &payload, SECRET))).await;
+        let seen = send(&app, bearer(&raw_hs256_with(header, &payload, SECRET))).await;
         assert_refused(&seen, MALFORMED, header);
     }
     // RFC 7797 with b64 true is the ordinary encoding: understood, so accepted.
     let header = r#"{"alg":"HS256","crit":["b64"],"b64":true}"#;
-    let seen = send(&app, bearer(&raw_token(header, &payload, SECRET))).await;
+    let seen = send(&app, bearer(&raw_hs256_with(header, &payload, SECRET))).await;
     assert_ok(&seen, "alice", header);
 }
 
@@ -849,7 +906,11 @@ async fn signature_stripping_is_refused() {
     );
     let (rs_input, _) = rs.rsplit_once('.').unwrap();
     assert_refused(
-        &send(&common::app(&rsa), bearer(&format!("{rs_input}."))).await,
+        &send(
+            &support::service::app(&rsa),
+            bearer(&format!("{rs_input}.")),
+        )
+        .await,
         BAD_SIGNATURE,
         "RS256 empty signature",
     );
@@ -1242,16 +1303,26 @@ struct Role {
     role: String,
 }
 
-/// A layer decoding custom claims `C`, and a service answering with its `Debug`.
+/// A layer decoding custom claims `C`, and a service answering with them: the status
+/// and the claims the service saw.
 async fn custom_claims<C>(token: &str) -> (StatusCode, Option<C>)
 where
     C: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
 {
-    let layer = JwtAuthLayer::builder(MemoryStore::new())
-        .key(VerificationKey::hs256(SECRET).unwrap())
-        .claims::<C>()
-        .build()
-        .unwrap();
+    custom_claims_up_to(token, None).await
+}
+
+/// [`custom_claims`], with `max_token_len` when given.
+async fn custom_claims_up_to<C>(token: &str, max_len: Option<usize>) -> (StatusCode, Option<C>)
+where
+    C: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    let mut builder =
+        JwtAuthLayer::builder(MemoryStore::new()).key(VerificationKey::hs256(SECRET).unwrap());
+    if let Some(max_len) = max_len {
+        builder = builder.max_token_len(max_len);
+    }
+    let layer = builder.claims::<C>().build().unwrap();
     let svc = layer.layer(service_fn(|req: Request<String>| async move {
         let c = req
             .extensions()
@@ -1410,29 +1481,12 @@ async fn deeply_nested_claims_are_refused_without_overflowing_the_stack() {
     assert_refused_as_one_of(&seen, &[MALFORMED, BAD_CLAIMS], "deep header");
 }
 
+/// [`custom_claims`] with tokens up to 1 MiB.
 async fn custom_claims_big<C>(token: &str) -> (StatusCode, Option<C>)
 where
     C: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
 {
-    let layer = JwtAuthLayer::builder(MemoryStore::new())
-        .key(VerificationKey::hs256(SECRET).unwrap())
-        .max_token_len(1 << 20)
-        .claims::<C>()
-        .build()
-        .unwrap();
-    let svc = layer.layer(service_fn(|req: Request<String>| async move {
-        let c = req
-            .extensions()
-            .get::<Claims<C>>()
-            .unwrap()
-            .custom()
-            .clone();
-        let mut res = Response::new(String::new());
-        res.extensions_mut().insert(c);
-        Ok::<_, Infallible>(res)
-    }));
-    let res = svc.oneshot(bearer(token)).await.unwrap();
-    (res.status(), res.extensions().get::<C>().cloned())
+    custom_claims_up_to(token, Some(1 << 20)).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1628,16 +1682,6 @@ fn revocations_are_never_evicted_under_memory_pressure() {
 // ---------------------------------------------------------------------------------------
 // Findings of this suite (each was a failing test before its fix in src/)
 // ---------------------------------------------------------------------------------------
-
-/// Sleeps until just after the start of the next wall-clock second, so a test that must
-/// run within one second has the whole second.
-async fn start_of_a_second() {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let to_next = Duration::from_secs(1) - Duration::from_nanos(u64::from(since.subsec_nanos()));
-    tokio::time::sleep(to_next + Duration::from_millis(5)).await;
-}
 
 #[tokio::test]
 async fn a_revoked_token_with_a_fractional_exp_stays_revoked_while_it_would_pass() {

@@ -37,14 +37,7 @@
 //! run and over a drain of `ttl + leeway + 2` s after it; it must be flat once
 //! revocations start expiring (the first ones after `ttl + leeway`).
 
-#![cfg(feature = "redis")]
-
-#[path = "support/example_server.rs"]
-mod example_server;
-#[path = "support/http_client.rs"]
-mod http_client;
-#[path = "support/redis_server.rs"]
-mod redis_server;
+mod support;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
@@ -54,10 +47,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use example_server::{ExampleServer, rss_kib};
 use http::StatusCode;
-use http_client::{Failure, Http, Reply, access_token};
-use redis_server::RedisServer;
+use support::clock::now_micros;
+use support::example_server::{ExampleServer, rss_kib};
+use support::http::{Failure, Http, Reply, access_token};
+use support::redis_server::RedisServer;
+use support::tokens::claims_of;
 
 const SECRET: &str = "soak-test-secret-shared-by-both-instances";
 const USERS: [&str; 2] = ["alice", "bob"];
@@ -136,21 +131,8 @@ struct LogoutAll {
     side: usize,
 }
 
-fn wall_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
 fn iat_us(token: &str) -> u64 {
-    use base64::Engine;
-    let payload = token.split('.').nth(1).unwrap_or_default();
-    let claims: serde_json::Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    claims["iat_us"].as_u64().unwrap_or(0)
+    claims_of(token)["iat_us"].as_u64().unwrap_or(0)
 }
 
 /// A token and what the driver knows of it.
@@ -462,7 +444,7 @@ async fn client(
                 alls.push(LogoutAll {
                     sent: Instant::now(),
                     done: None,
-                    sent_wall_us: wall_us(),
+                    sent_wall_us: now_micros(),
                     side,
                 });
                 alls.len() - 1

@@ -1,11 +1,11 @@
 //! Verification against hostile and malformed tokens, keys, algorithms and claims.
 
-mod common;
+mod support;
 
-use common::*;
 use http::StatusCode;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
+use support::{clock::*, service::*, tokens::*};
 use tower_jwt_auth::{JwtAuthLayer, MemoryStore, RejectionKind, VerificationKey};
 
 fn layer_with(keys: Vec<VerificationKey>) -> JwtAuthLayer<MemoryStore> {
@@ -346,7 +346,7 @@ async fn expiry_and_not_before_honour_the_leeway() {
         .build()
         .unwrap();
     assert_invalid_token(
-        &send(&common::app(&strict), bearer(&at(now - 5, None))).await,
+        &send(&support::service::app(&strict), bearer(&at(now - 5, None))).await,
         RejectionKind::ExpiredToken,
     );
 }
@@ -446,7 +446,7 @@ async fn issuer_and_audience_are_checked_when_configured() {
     let mut c = claims("a");
     c["aud"] = json!("somebody-else");
     assert_eq!(
-        description(&common::layer(), &hs256(&c)).await,
+        description(&support::service::layer(), &hs256(&c)).await,
         Some("the token's audience is not accepted")
     );
 }

@@ -1,7 +1,7 @@
 //! The example server: log in, see who you are, log out, log out everywhere.
 //!
 //! ```text
-//! cargo run --example server
+//! cargo run --features example-server --bin server
 //! ```
 //!
 //! Configuration (environment):
@@ -14,7 +14,7 @@
 //!   A revoked token stays on the denylist until its `exp` plus this leeway.
 //! - `COOKIE_SECURE`: the login cookie is `Secure` unless this is `0`.
 //! - `REDIS_URL`: when set, revocations go to this Redis server, shared by every instance
-//!   that uses it (build with `--features redis`); `REDIS_PREFIX` sets the key prefix.
+//!   that uses it; `REDIS_PREFIX` sets the key prefix.
 //!   Without Redis the server does not start: it exits with an error rather than serve
 //!   requests it cannot check (run it under a supervisor that restarts it).
 //! - `REDIS_MAX_STALENESS_MS`: how long checks are answered from the local mirror while
@@ -27,6 +27,8 @@
 
 mod app;
 
+use std::error::Error;
+use std::fmt;
 use std::process::ExitCode;
 
 use tokio::net::TcpListener;
@@ -43,13 +45,65 @@ async fn main() -> ExitCode {
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
+            tracing::error!("{}", with_causes(&*e));
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// The error and each of its causes (`source()`), one a line: the cause is what an
+/// operator needs (the port taken, the connection refused), and it is in the chain. A
+/// cause that reads like the one before it (an error that shows its source's text as
+/// its own) is not repeated.
+fn with_causes(error: &dyn Error) -> String {
+    let mut text = error.to_string();
+    let mut last = text.clone();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let line = e.to_string();
+        if line != last {
+            text.push_str("\ncaused by: ");
+            text.push_str(&line);
+        }
+        last = line;
+        cause = e.source();
+    }
+    text
+}
+
+/// What the server was doing when `source` failed: shown first, with `source` as its
+/// cause.
+#[derive(Debug)]
+struct Context {
+    doing: String,
+    source: Box<dyn Error + Send + Sync>,
+}
+
+impl Context {
+    fn wrap<E: Into<Box<dyn Error + Send + Sync>>>(
+        doing: impl Into<String>,
+    ) -> impl FnOnce(E) -> Self {
+        let doing = doing.into();
+        move |source| Self {
+            doing,
+            source: source.into(),
+        }
+    }
+}
+
+impl fmt::Display for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.doing)
+    }
+}
+
+impl Error for Context {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+async fn run() -> Result<(), Box<dyn Error>> {
     let config = app::Config::from_lookup(|name| match std::env::var(name) {
         Ok(value) => Ok(Some(value)),
         Err(std::env::VarError::NotPresent) => Ok(None),
@@ -80,7 +134,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     let listener = TcpListener::bind(config.addr)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?;
+        .map_err(Context::wrap(format!("cannot listen on {}", config.addr)))?;
     let addr = listener.local_addr()?;
     // On stdout, alone, so scripts can wait for it.
     println!("listening on http://{addr}");
@@ -93,11 +147,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
 /// The router on the shared Redis store. `connect` returns once every current revocation
 /// is loaded, so the first request is already checked against them.
-#[cfg(feature = "redis")]
 async fn redis_router(
     url: &app::RedisUrl,
     config: &app::Config,
-) -> Result<axum::Router, Box<dyn std::error::Error>> {
+) -> Result<axum::Router, Box<dyn Error>> {
     use tower_jwt_auth::{RedisConfig, RedisStore};
     let mut redis = RedisConfig::new(url.0.clone());
     if let Some(prefix) = &config.redis_prefix {
@@ -112,7 +165,7 @@ async fn redis_router(
     // The URL may hold a password: never print it.
     let store = RedisStore::connect(redis)
         .await
-        .map_err(|e| format!("cannot use the Redis store at REDIS_URL: {e}"))?;
+        .map_err(Context::wrap("cannot use the Redis store at REDIS_URL"))?;
     let (revoked_tokens, subject_cutoffs) = store.mirror_len();
     tracing::info!(
         revoked_tokens,
@@ -120,24 +173,6 @@ async fn redis_router(
         "revocations are shared through Redis (RedisStore)"
     );
     Ok(app::router(store, config)?)
-}
-
-/// Without the `redis` feature, `REDIS_URL` cannot be honoured: refuse to start rather
-/// than keep logouts in one process while the operator expects them shared.
-#[cfg(not(feature = "redis"))]
-async fn redis_router(
-    url: &app::RedisUrl,
-    config: &app::Config,
-) -> Result<axum::Router, Box<dyn std::error::Error>> {
-    let _ = (
-        &url.0,
-        &config.redis_prefix,
-        config.redis_max_staleness,
-        config.redis_command_timeout,
-    );
-    Err("REDIS_URL is set but this build has no Redis support: \
-         run `cargo run --example server --features redis`"
-        .into())
 }
 
 /// Completes on Ctrl-C (and on SIGTERM on Unix).

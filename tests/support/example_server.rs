@@ -1,20 +1,17 @@
-//! The example server (`examples/server`) as a real process, for the fault and soak
-//! tests: built once per test binary with the same profile and features, started with
-//! its configuration in the environment, and killed when dropped.
+//! The example server (`examples/server`, the `server` binary) as a real process, for
+//! the tests that need one (fault, soak, start-up): Cargo builds the binary for the test
+//! (`CARGO_BIN_EXE_server`), which starts it with its configuration in the environment
+//! and kills it when dropped.
 //!
 //! The server runs under a small `sh` wrapper that kills it when its stdin closes, so a
 //! test binary that exits or crashes never leaves a server behind. The wrapper prints
 //! the server's pid first and its exit status last (`exit N`) on stdout, between which
 //! the server's own stdout passes through (`listening on http://ADDR`).
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
@@ -33,106 +30,16 @@ echo "exit $?"
 /// How long one start may take before the test gives up.
 const START_LIMIT: Duration = Duration::from_secs(30);
 
-/// The example server's binary, built once per test binary with this test's profile and
-/// features (so the library it links is the one the test was built against).
-///
-/// `TJA_EXAMPLE_SERVER` names a prebuilt binary instead.
-///
-/// # Panics
-///
-/// When the build fails.
+/// The example server's binary, which Cargo builds for this test (a `[[bin]]` target
+/// with the test's profile and features).
 pub fn binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        if let Some(path) = std::env::var_os("TJA_EXAMPLE_SERVER") {
-            return PathBuf::from(path);
-        }
-        build()
-    })
-}
-
-/// `cargo build --example server` into the target directory this test binary lives in
-/// (`<target>/<profile>/deps/<test>`), with the same profile and features.
-fn build() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test binary lives in <target>/<profile>/deps");
-    let profile = profile_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("a profile directory")
-        .to_owned();
-    let target_dir = profile_dir.parent().expect("a target directory");
-    // Exactly this test's features ("default" is one too), so the library is not built
-    // again with another set.
-    let mut features = vec!["redis"];
-    if cfg!(feature = "default") {
-        features.push("default");
-    }
-    if cfg!(feature = "rust_crypto") {
-        features.push("rust_crypto");
-    }
-    if cfg!(feature = "aws_lc_rs") {
-        features.push("aws_lc_rs");
-    }
-    if cfg!(feature = "axum") {
-        features.push("axum");
-    }
-    let mut command = Command::new(env!("CARGO"));
-    command
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "build",
-            "--quiet",
-            "--example",
-            "server",
-            "--no-default-features",
-        ])
-        .args(["--features", &features.join(",")])
-        .arg("--target-dir")
-        .arg(target_dir);
-    match profile.as_str() {
-        "debug" => {}
-        "release" => {
-            command.arg("--release");
-        }
-        other => {
-            command.args(["--profile", other]);
-        }
-    }
-    let status = command
-        .status()
-        .expect("run cargo to build the example server");
-    assert!(
-        status.success(),
-        "building the example server failed: {command:?}"
-    );
-    let binary = profile_dir.join("examples").join("server");
-    assert!(
-        binary.is_file(),
-        "no example server at {}",
-        binary.display()
-    );
-    binary
-}
-
-/// A free loopback port (free when asked; the server binds it right after).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
+    Path::new(env!("CARGO_BIN_EXE_server"))
 }
 
 fn log_path(name: &str) -> PathBuf {
-    static N: AtomicU64 = AtomicU64::new(0);
-    std::env::temp_dir().join(format!(
-        "tower-jwt-auth-server-{}-{}-{name}.log",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ))
+    let mut path = super::clock::temp_path(&format!("server-{name}")).into_os_string();
+    path.push(".log");
+    path.into()
 }
 
 /// What the wrapper reports on stdout.

@@ -10,9 +10,9 @@
 //! same `/health` and the same `/me` body.
 //!
 //! ```sh
-//! cargo bench --features redis --bench baseline_server --no-run
+//! cargo build --release --features redis --example baseline_server
 //! ADDR=127.0.0.1:3100 JWT_SECRET=... REDIS_URL=redis://127.0.0.1:6379/ \
-//!     target/release/deps/baseline_server-* serve
+//!     target/release/examples/baseline_server
 //! ```
 //!
 //! Prints `listening on http://ADDR` on stdout once bound. `POST /logout` records the
@@ -20,8 +20,6 @@
 //! `GET /me-open` is the control: `/me`'s work and body (a clone of claims of the same
 //! shape, serialized) with no authentication at all, so that the cost of a bigger request
 //! and response can be told apart from the cost of checking the token.
-//! Without the `serve` argument (as `cargo bench` runs it, with `--bench`) it does
-//! nothing.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -194,11 +192,6 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    if std::env::args().nth(1).as_deref() != Some("serve") {
-        // `cargo bench` runs every bench binary with `--bench`: this one is a server
-        // for scripts/bench-http, not a measurement by itself.
-        return std::process::ExitCode::SUCCESS;
-    }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)

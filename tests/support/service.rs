@@ -1,92 +1,15 @@
-//! Shared helpers for the integration tests: keys, token minting relative to now, and a
-//! small app behind the layer.
-
-#![allow(dead_code, unreachable_pub)]
+//! The layer around a small inner service that reports what it received, called
+//! in-process (no sockets): requests in, what the inner service and the client saw out.
 
 use std::convert::Infallible;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::{Value, json};
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_jwt_auth::{
     Claims, JwtAuth, JwtAuthLayer, MemoryStore, Rejection, RejectionKind, TokenInfo,
 };
 
-pub const SECRET: &[u8] = b"integration-test-secret-0123456789abcdef";
-pub const OTHER_SECRET: &[u8] = b"another-secret-that-is-long-enough-0123456";
-
-pub const RSA_PRIVATE: &[u8] = include_bytes!("../keys/rsa_private.pem");
-pub const RSA_PUBLIC: &[u8] = include_bytes!("../keys/rsa_public.pem");
-pub const EC_PRIVATE: &[u8] = include_bytes!("../keys/ec_private.pem");
-pub const EC_PUBLIC: &[u8] = include_bytes!("../keys/ec_public.pem");
-pub const ED_PRIVATE: &[u8] = include_bytes!("../keys/ed_private.pem");
-pub const ED_PUBLIC: &[u8] = include_bytes!("../keys/ed_public.pem");
-
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-pub fn uid() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!("id-{}-{}", now(), N.fetch_add(1, Ordering::Relaxed))
-}
-
-/// Standard claims valid for ten minutes from now.
-pub fn claims(sub: &str) -> Value {
-    let now = now();
-    json!({ "sub": sub, "iat": now, "exp": now + 600, "jti": uid() })
-}
-
-/// Signs `claims` with HS256 and `SECRET` (no `kid`).
-pub fn hs256(claims: &Value) -> String {
-    sign(&Header::new(Algorithm::HS256), claims, SECRET)
-}
-
-/// Makes sure jsonwebtoken has a crypto backend before a test signs anything (the crate
-/// installs one when a layer or issuer is built; tests may sign first).
-pub fn crypto() {
-    let _ = tower_jwt_auth::TokenIssuer::hs256(SECRET).unwrap();
-}
-
-pub fn sign(header: &Header, claims: &Value, secret: &[u8]) -> String {
-    crypto();
-    jsonwebtoken::encode(header, claims, &EncodingKey::from_secret(secret).unwrap()).unwrap()
-}
-
-pub fn sign_with(header: &Header, claims: &Value, key: &EncodingKey) -> String {
-    crypto();
-    jsonwebtoken::encode(header, claims, key).unwrap()
-}
-
-/// base64url without padding, for hand-made tokens.
-pub fn b64(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// A token with arbitrary header and payload JSON, signed with HS256 `SECRET` over
-/// exactly those bytes (so malformed claims still carry a valid signature).
-pub fn raw_hs256(header_json: &str, payload_json: &str) -> String {
-    crypto();
-    let signing_input = format!(
-        "{}.{}",
-        b64(header_json.as_bytes()),
-        b64(payload_json.as_bytes())
-    );
-    let sig = jsonwebtoken::crypto::sign(
-        signing_input.as_bytes(),
-        &EncodingKey::from_secret(SECRET).unwrap(),
-        Algorithm::HS256,
-    )
-    .unwrap();
-    format!("{signing_input}.{sig}")
-}
+use super::tokens::SECRET;
 
 /// The default test layer: HS256 `SECRET`, bearer then `access_token` cookie.
 pub fn layer() -> JwtAuthLayer<MemoryStore> {
@@ -96,7 +19,6 @@ pub fn layer() -> JwtAuthLayer<MemoryStore> {
         .build()
         .unwrap()
 }
-
 /// What the inner service saw.
 #[derive(Debug)]
 pub struct Seen {

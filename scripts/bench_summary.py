@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""The summary of scripts/bench (Markdown on stdout) from the logs and criterion
+estimates it left in OUT and the results of scripts/bench-http.
+
+    bench_summary.py OUT BENCH_HTTP_RESULTS_JSON
+"""
+import json, os, re, sys
+
+out, http_results = sys.argv[1], sys.argv[2]
+
+def est(backend, group, bench):
+    """Criterion's median point estimate, in ns."""
+    group = group.replace("/", "_")
+    bench = bench.replace("::", "__").replace("/", "_")
+    path = os.path.join(out, "criterion-" + backend, group, bench, "new", "estimates.json")
+    try:
+        return json.load(open(path))["median"]["point_estimate"]
+    except OSError:
+        return None
+
+def t(ns):
+    if ns is None:
+        return "-"
+    return "%.0f ns" % ns if ns < 1000 else "%.2f µs" % (ns / 1000)
+
+print("# Benchmark summary\n")
+print("```")
+print(open(os.path.join(out, "machine.txt")).read().rstrip())
+print("```\n")
+
+print("## Criterion: full layer vs bare `jsonwebtoken::decode` (medians)\n")
+print("| backend | algorithm | decode | layer | layer / decode |")
+print("| --- | --- | ---: | ---: | ---: |")
+for backend in ("rust_crypto", "aws_lc_rs"):
+    for alg in ("HS256", "RS256", "ES256", "EdDSA"):
+        d = est(backend, "verify/%s/%s" % (backend, alg), "jsonwebtoken::decode")
+        l = est(backend, "verify/%s/%s" % (backend, alg), "layer")
+        ratio = "%.2f" % (l / d) if d and l else "-"
+        print("| %s | %s | %s | %s | %s |" % (backend, alg, t(d), t(l), ratio))
+
+print("\n## Criterion: rejections (HS256) and revocation checks (medians)\n")
+print("| bench | rust_crypto | aws_lc_rs |")
+print("| --- | ---: | ---: |")
+for name in ("bad signature", "expired", "revoked", "garbage"):
+    print("| reject/%s | %s | %s |" % (name, t(est("rust_crypto", "reject/HS256", name)), t(est("aws_lc_rs", "reject/HS256", name))))
+for n in ("0", "10000", "1000000"):
+    for kind in ("miss", "hit"):
+        a, b = est("rust_crypto", "check/" + n, kind), est("aws_lc_rs", "check/" + n, kind)
+        if a is None and b is None:
+            continue
+        print("| check/%s/%s | %s | %s |" % (n, kind, t(a), t(b)))
+
+print("\n## Instructions per request (callgrind, HS256, rust_crypto)\n")
+counts = {}
+for line in open(os.path.join(out, "instructions.log")):
+    m = re.match(r"instructions (\w+) (\d+) (\d+)", line)
+    if m:
+        counts[(m.group(1), int(m.group(2)))] = int(m.group(3))
+per = {}
+for mode in ("decode", "layer"):
+    (n1, c1), (n2, c2) = sorted((n, c) for (md, n), c in counts.items() if md == mode)
+    per[mode] = (c2 - c1) / (n2 - n1)
+print("| decode | layer | layer / decode |")
+print("| ---: | ---: | ---: |")
+print("| %.0f | %.0f | %.3f |" % (per["decode"], per["layer"], per["layer"] / per["decode"]))
+
+def grep(log, pattern):
+    return [l.rstrip() for l in open(os.path.join(out, log)) if re.search(pattern, l)]
+
+print("\n## Memory per revoked token (benches/memory.rs)\n")
+print("```")
+print("\n".join(grep("memory.log", r"revocations:|rss|bytes per")))
+print("```")
+print("\n## Redis store: start-up load of 1M revocations, store-level propagation\n")
+print("```")
+print("\n".join(grep("redis-load.log", r"connect loaded")))
+print("\n".join(grep("redis-propagation.log", r"^\[appendfsync")))
+print("```")
+
+print("\n## HTTP (scripts/bench-http)\n")
+print("```")
+print("\n".join(l for l in open(os.path.join(out, "bench-http.log")) .read().splitlines()
+                if l.startswith("|") or l.startswith("Propagation") or l.startswith("Idle") or l.startswith("Load")))
+print("```")
+
+print("\n## Durations\n")
+print("| step | seconds |")
+print("| --- | ---: |")
+for line in open(os.path.join(out, "durations.tsv")):
+    name, secs = line.split()
+    print("| %s | %s |" % (name, secs))

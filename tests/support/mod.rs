@@ -1,0 +1,25 @@
+//! The integration tests' helpers, one home for each concern. A test file says
+//! `mod support;` and uses the modules it needs:
+//!
+//! - [`clock`]: the wall clock (`now`), a fresh second, unique ids and temporary names;
+//! - [`ports`]: a free loopback port;
+//! - [`tokens`]: the test keys and secrets, and minting tokens relative to now;
+//! - [`service`]: the layer around a small inner service, called in-process;
+//! - [`http`]: a real HTTP client with a time limit on every call, the answer it reads,
+//!   and serving a router on a free port;
+//! - [`example_server`] (feature `example-server`): the example server's binary as a
+//!   process;
+//! - [`redis_server`] (feature `redis`): a real `redis-server` process.
+
+// Each test binary uses some of these helpers, never all of them.
+#![allow(dead_code, unreachable_pub)]
+
+pub mod clock;
+#[cfg(feature = "example-server")]
+pub mod example_server;
+pub mod http;
+pub mod ports;
+#[cfg(feature = "redis")]
+pub mod redis_server;
+pub mod service;
+pub mod tokens;

@@ -15,7 +15,9 @@ SETUPS = [
     ("health", "/health (no auth)"),
     ("me-open", "/me body, no auth (control)"),
     ("me-memory", "/me, MemoryStore"),
+    ("me-memory-nocache", "/me, MemoryStore, token cache off"),
     ("me-redis", "/me, RedisStore"),
+    ("me-redis-nocache", "/me, RedisStore, token cache off"),
     ("baseline", "/me, verify + Redis EXISTS"),
 ]
 
@@ -126,7 +128,7 @@ svg = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="
 max_cpu = max(r["server_cpu_us_per_request"] + r["redis_cpu_us_per_request"] for r in results)
 max_rps = max(r["rps"] for r in results)
 max_lat = max(r["p99_ms"] for r in results)
-colors = {"health": "#9e9e9e", "me-open": "#bdbdbd", "me-memory": "#2e7d32", "me-redis": "#1565c0", "baseline": "#c62828"}
+colors = {"health": "#9e9e9e", "me-open": "#bdbdbd", "me-memory": "#2e7d32", "me-memory-nocache": "#81c784", "me-redis": "#1565c0", "me-redis-nocache": "#64b5f6", "baseline": "#c62828"}
 for i, r in enumerate(results):
     y = top + i * row
     svg.append('<text x="%d" y="%d" text-anchor="end">%s</text>' % (lx - 10, y + 22, esc(r["label"])))
@@ -144,7 +146,7 @@ for i, r in enumerate(results):
     svg.append('<rect x="%.1f" y="%d" width="%.1f" height="26" fill="#d62728"/>' % (cx + sw, y + 6, rw2))
     svg.append('<text x="%.1f" y="%d" font-size="11">%.1f + %.1f</text>' % (cx + sw + rw2 + 3, y + 24, r["server_cpu_us_per_request"], r["redis_cpu_us_per_request"]))
 yb = top + row * len(results) + 18
-cmds = ", ".join("%s %.4f" % (r["setup"], r["redis_commands_per_request"]) for r in results if r["setup"] in ("me-redis", "baseline"))
+cmds = ", ".join("%s %.4f" % (r["setup"], r["redis_commands_per_request"]) for r in results if r["setup"] in ("me-redis", "me-redis-nocache", "baseline"))
 svg.append('<text x="12" y="%d">Redis commands per request: %s</text>' % (yb, cmds))
 p = propagation["logout_start_to_refused_ms"]
 svg.append('<text x="12" y="%d">Logout on B until A refuses the token (HTTP, %d samples): p50 %.2f ms, p99 %.2f ms</text>' % (yb + 20, propagation["samples"], p["p50"], p["p99"]))
@@ -156,7 +158,7 @@ open(os.path.join(out, "bench-http.svg"), "w").write("\n".join(svg) + "\n")
 print("| setup | requests/s | ratio to /health (per round) | p50 ms | p99 ms | CPU µs / req: server | Redis | wrk | CPU ratio | Redis commands / req |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for r in results:
-    cmd = "-" if r["setup"] in ("health", "me-open", "me-memory") else "%.4f" % r["redis_commands_per_request"]
+    cmd = "-" if r["setup"] in ("health", "me-open", "me-memory", "me-memory-nocache") else "%.4f" % r["redis_commands_per_request"]
     print("| %s | %s | %.2f (%s) | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s |" % (
         r["label"], "{:,.0f}".format(r["rps"]), r["ratio_to_health"],
         ", ".join("%.2f" % x for x in r["ratio_to_health_per_round"]), r["p50_ms"], r["p99_ms"],

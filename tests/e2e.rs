@@ -1001,6 +1001,10 @@ fn configuration_defaults() {
     assert_eq!(config.token_ttl, Duration::from_secs(900));
     assert!(config.cookie_secure);
     assert!(config.redis_url.is_none());
+    assert_eq!(
+        config.token_cache,
+        tower_jwt_auth::DEFAULT_TOKEN_CACHE_CAPACITY
+    );
 }
 
 #[test]
@@ -1028,6 +1032,11 @@ fn configuration_from_variables() {
         "{debug}"
     );
     assert!(env(&[("COOKIE_SECURE", "1")]).unwrap().cookie_secure);
+    assert_eq!(env(&[("JWT_TOKEN_CACHE", "0")]).unwrap().token_cache, 0);
+    assert_eq!(
+        env(&[("JWT_TOKEN_CACHE", " 500 ")]).unwrap().token_cache,
+        500
+    );
 }
 
 #[test]
@@ -1038,6 +1047,8 @@ fn bad_configuration_is_refused_without_showing_the_secret() {
         &[("ACCESS_TOKEN_TTL", "15m")],
         &[("COOKIE_SECURE", "maybe")],
         &[("JWT_SECRET", "short-secret")],
+        &[("JWT_TOKEN_CACHE", "-1")],
+        &[("JWT_TOKEN_CACHE", "lots")],
     ] {
         let message = env(vars).expect_err("refused");
         assert!(message.contains(vars[0].0), "{message}");

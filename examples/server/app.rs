@@ -96,6 +96,9 @@ pub(crate) struct Config {
     /// `JWT_LEEWAY`: the clock skew allowed on `exp`/`nbf`/`iat`, which is also how long
     /// a revoked token stays on the denylist after its `exp`.
     pub(crate) leeway: Duration,
+    /// `JWT_TOKEN_CACHE`: how many verified tokens the layer remembers; 0 turns the
+    /// verified-token cache off.
+    pub(crate) token_cache: u64,
 }
 
 /// A Redis URL; it may hold a password, so `Debug` does not show it.
@@ -122,10 +125,12 @@ impl Config {
             redis_max_staleness: None,
             redis_command_timeout: None,
             leeway: tower_jwt_auth::DEFAULT_LEEWAY,
+            token_cache: tower_jwt_auth::DEFAULT_TOKEN_CACHE_CAPACITY,
         }
     }
 
-    /// Reads `ADDR`, `JWT_SECRET`, `ACCESS_TOKEN_TTL`, `JWT_LEEWAY`, `COOKIE_SECURE`,
+    /// Reads `ADDR`, `JWT_SECRET`, `ACCESS_TOKEN_TTL`, `JWT_LEEWAY`, `JWT_TOKEN_CACHE`,
+    /// `COOKIE_SECURE`,
     /// `REDIS_URL`, `REDIS_PREFIX`, `REDIS_MAX_STALENESS_MS` and `REDIS_COMMAND_TIMEOUT_MS`
     /// through `get`, which returns a variable's value or `None` when it is unset.
     /// Messages name the variable but never show the secret.
@@ -172,6 +177,12 @@ impl Config {
             },
             None => tower_jwt_auth::DEFAULT_LEEWAY,
         };
+        let token_cache = match get("JWT_TOKEN_CACHE")? {
+            Some(n) => n.trim().parse::<u64>().map_err(|_| {
+                format!("JWT_TOKEN_CACHE={n:?} is not a number of tokens (0 turns the cache off)")
+            })?,
+            None => tower_jwt_auth::DEFAULT_TOKEN_CACHE_CAPACITY,
+        };
         let cookie_secure = match get("COOKIE_SECURE")?.as_deref().map(str::trim) {
             None | Some("" | "1" | "true" | "yes" | "on") => true,
             Some("0" | "false" | "no" | "off") => false,
@@ -206,6 +217,7 @@ impl Config {
             redis_max_staleness,
             redis_command_timeout,
             leeway,
+            token_cache,
             ..Self::new(secret)
         })
     }
@@ -238,6 +250,7 @@ pub(crate) fn router<R: RevocationStore>(store: R, config: &Config) -> Result<Ro
         .cookie(COOKIE_NAME)
         .leeway(config.leeway)
         .max_token_lifetime(max_lifetime)
+        .token_cache(config.token_cache)
         .build()?;
     let state = Arc::new(AppState {
         issuer: TokenIssuer::hs256(secret)?

@@ -12,6 +12,8 @@
 //! - `ACCESS_TOKEN_TTL`: token lifetime in seconds, default 900.
 //! - `JWT_LEEWAY`: clock skew allowed on `exp`, `nbf` and `iat`, in seconds, default 60.
 //!   A revoked token stays on the denylist until its `exp` plus this leeway.
+//! - `JWT_TOKEN_CACHE`: how many verified tokens the layer remembers, default 10000; `0`
+//!   turns the verified-token cache off (every request then checks the signature).
 //! - `COOKIE_SECURE`: the login cookie is `Secure` unless this is `0`.
 //! - `REDIS_URL`: when set, revocations go to this Redis server, shared by every instance
 //!   that uses it; `REDIS_PREFIX` sets the key prefix.

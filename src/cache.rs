@@ -9,7 +9,7 @@
 //! - **What is cached**: successful verifications only, of tokens up to
 //!   [`MAX_CACHED_TOKEN_LEN`] bytes, from their second verification on (a doorkeeper of
 //!   fingerprints remembers the first), so a stream of tokens each seen once costs a
-//!   lookup and an atomic swap, never an insertion. A refused token is never remembered.
+//!   lookup and one atomic store, never an insertion. A refused token is never remembered.
 //! - **What a hit still checks**: the time rules (`exp`, `nbf`, `iat` against now with
 //!   the leeway, judged as `jsonwebtoken` judges them), and then the revocation store,
 //!   exactly as for a token verified afresh.
@@ -133,9 +133,7 @@ impl TokenCache {
             return;
         }
         let Hash(hash) = hash;
-        let door = &self.doorkeeper[(hash as usize) % self.doorkeeper.len()];
-        let fingerprint = hash | 1;
-        if door.swap(fingerprint, Ordering::Relaxed) != fingerprint {
+        if !self.admit(hash) {
             return;
         }
         let now = clock::now_secs();
@@ -191,6 +189,31 @@ impl TokenCache {
         table.insert_unique(hash, index, |&i| slots[i as usize].hash);
     }
 
+    /// Whether a token with this hash was seen before (the doorkeeper): its fingerprint
+    /// is in its door slot. Otherwise the fingerprint goes in, unless the slot holds a
+    /// *fresh* one: that is spared once (marked not fresh) and replaced next time.
+    /// Two tokens that share a slot and alternate therefore each get in within two
+    /// rounds, where plain replacement would evict each by the other forever.
+    ///
+    /// Races between requests only make an admission earlier or later, never wrong:
+    /// the doorkeeper decides what is worth caching, not what is valid.
+    fn admit(&self, hash: u64) -> bool {
+        const FRESH: u64 = 1;
+        let door = &self.doorkeeper[(hash as usize) % self.doorkeeper.len()];
+        let tag = hash & !FRESH;
+        let seen = door.load(Ordering::Relaxed);
+        if seen != 0 && seen & !FRESH == tag {
+            return true;
+        }
+        let next = if seen & FRESH == FRESH {
+            seen & !FRESH
+        } else {
+            tag | FRESH
+        };
+        door.store(next, Ordering::Relaxed);
+        false
+    }
+
     /// How many tokens are cached.
     pub(crate) fn len(&self) -> u64 {
         self.shards
@@ -221,5 +244,34 @@ impl fmt::Debug for TokenCache {
         f.debug_struct("TokenCache")
             .field("shards", &self.shards.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_tokens_sharing_a_door_slot_both_get_in() {
+        let cache = TokenCache::new(100, 0);
+        let slots = cache.doorkeeper.len() as u64;
+        let (a, b) = (0x1234_5678_0000_0002, 0x1234_5678_0000_0002 + 2 * slots);
+        assert_eq!(a % slots, b % slots, "one door slot");
+        // Alternating, as two clients do: plain replacement would never admit either.
+        let rounds: Vec<(bool, bool)> = (0..2).map(|_| (cache.admit(a), cache.admit(b))).collect();
+        assert_eq!(rounds, [(false, false), (true, false)]);
+        assert!(cache.admit(b), "b gets in on its third try");
+    }
+
+    #[test]
+    fn a_token_seen_once_is_never_admitted() {
+        let cache = TokenCache::new(100, 0);
+        let slots = cache.doorkeeper.len() as u64;
+        // Many distinct tokens, all on one door slot.
+        let admitted = (1..1_000u64)
+            .filter(|i| cache.admit(2 * i * slots + 6))
+            .count();
+        assert_eq!(admitted, 0);
+        assert!(!cache.admit(7 * slots + 1), "one try on an unused slot");
     }
 }

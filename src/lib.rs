@@ -127,6 +127,9 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[macro_use]
+mod trace;
+
 mod auth;
 mod cache;
 mod claims;
@@ -166,7 +169,9 @@ pub use source::TokenSource;
 pub use store::memory::MemoryStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use store::redis::{RedisConfig, RedisStore, RedisStoreError, RedisStoreErrorKind};
+pub use store::redis::{
+    RedisConfig, RedisStore, RedisStoreError, RedisStoreErrorKind, RedisStoreStats,
+};
 pub use store::{Check, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff};
 pub use verify::VerificationKey;
 

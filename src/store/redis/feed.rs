@@ -9,7 +9,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{Client, Value};
@@ -38,7 +38,7 @@ pub(super) struct Feed {
 }
 
 impl Feed {
-    /// A follower that has applied nothing yet; [`resync`](Self::resync) and
+    /// A follower that has applied nothing yet; [`load`](Self::load) and
     /// [`catch_up`](Self::catch_up) bring it up to date, [`run`](Self::run) follows on.
     pub(super) fn new(
         shared: Arc<Shared>,
@@ -64,31 +64,70 @@ impl Feed {
     /// and carries on. Dropping the future stops it.
     pub(super) async fn run(mut self, mut conn: Option<MultiplexedConnection>) {
         let mut backoff = Backoff::new(self.timing.max_backoff);
+        let mut outage = Outage::default();
         loop {
             let mut c = match conn.take() {
                 Some(c) => c,
                 None => match self.connect().await {
                     Ok(c) => c,
-                    Err(_) => {
+                    Err(e) => {
+                        self.failed(&mut outage, &e);
                         tokio::time::sleep(backoff.step()).await;
                         continue;
                     }
                 },
             };
             // `follow` only returns on failure; the connection is then dropped.
-            let Err(_) = self.follow(&mut c, &mut backoff).await;
+            let Err(e) = self.follow(&mut c, &mut backoff, &mut outage).await;
             drop(c);
+            self.failed(&mut outage, &e);
             tokio::time::sleep(backoff.step()).await;
         }
     }
 
+    /// Reports a failure of the feed's link: at `warn` for the first of an outage, at
+    /// `debug` for the ones after; and the mirror's going stale once it has.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    fn failed(&self, outage: &mut Outage, error: &RedisStoreError) {
+        outage.failures += 1;
+        if outage.since.is_none() {
+            outage.since = Some(Instant::now());
+            warn_event!(
+                kind = ?error.kind(),
+                error = %error,
+                "revocation feed lost its Redis connection; reconnecting"
+            );
+        } else {
+            debug_event!(
+                kind = ?error.kind(),
+                error = %error,
+                failures = outage.failures,
+                "revocation feed still cannot reach Redis"
+            );
+        }
+        if self.shared.age() > self.timing.max_staleness {
+            self.shared.report_stale(self.timing.max_staleness);
+        }
+    }
+
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     async fn follow(
         &mut self,
         c: &mut MultiplexedConnection,
         backoff: &mut Backoff,
+        outage: &mut Outage,
     ) -> Result<Infallible, RedisStoreError> {
         self.catch_up(c).await?;
         backoff.reset();
+        if let Some(since) = outage.since.take() {
+            self.shared.count_reconnect();
+            info_event!(
+                down_for = ?since.elapsed(),
+                failures = outage.failures,
+                "revocation feed reconnected and caught up"
+            );
+        }
+        outage.failures = 0;
         loop {
             let n = self.read_blocking(c).await?;
             if n == FEED_BATCH {
@@ -137,7 +176,9 @@ impl Feed {
                 Some(entry) => parse_id(entry_id(entry)?) <= parse_id(&self.last),
             };
             if !complete {
-                self.resync(c).await?;
+                warn_event!("revocation feed missed entries (trimmed or lost): full resync");
+                self.shared.count_resync();
+                self.load(c).await?;
                 continue;
             }
             let n = entries.len();
@@ -150,12 +191,20 @@ impl Feed {
     }
 
     /// Loads every current entry from the sets (see `load.rs`) and reads the feed on from
-    /// its newest entry as it was before the load.
-    pub(super) async fn resync(
+    /// its newest entry as it was before the load; reports its size and time at `info`.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    pub(super) async fn load(
         &mut self,
         c: &mut MultiplexedConnection,
     ) -> Result<(), RedisStoreError> {
-        self.last = load::resync(c, &self.keys, &self.timing, &self.shared).await?;
+        let started = Instant::now();
+        let (last, loaded) = load::resync(c, &self.keys, &self.timing, &self.shared).await?;
+        self.last = last;
+        info_event!(
+            entries = loaded,
+            took = ?started.elapsed(),
+            "revocations loaded from Redis"
+        );
         Ok(())
     }
 
@@ -197,8 +246,21 @@ impl Feed {
             self.last.clear();
             self.last.push_str(id);
         }
+        if !entries.is_empty() {
+            let (appended_ms, _) = parse_id(&self.last);
+            self.shared
+                .record_applied(entries.len() as u64, appended_ms);
+        }
         Ok(())
     }
+}
+
+/// The failures of the feed's link since it last caught up.
+#[derive(Default)]
+struct Outage {
+    /// When the first failure happened (`None`: the link is healthy).
+    since: Option<Instant>,
+    failures: u64,
 }
 
 /// Reconnect delays: exponential with jitter, reset once a session has caught up.

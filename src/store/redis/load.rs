@@ -28,13 +28,14 @@ const LOAD_WINDOWS_PER_TRIP: usize = 8;
 const CUTOFFS_AT_ONCE: usize = 5 * LOAD_WINDOW;
 
 /// Loads every current entry from the sets into the mirror; returns the feed id to read
-/// on from (the feed's newest entry *before* the load, `0-0` if it is empty).
+/// on from (the feed's newest entry *before* the load, `0-0` if it is empty) and how many
+/// entries were read.
 pub(super) async fn resync(
     c: &mut MultiplexedConnection,
     keys: &Keys,
     timing: &Timing,
     shared: &Arc<Shared>,
-) -> Result<String, RedisStoreError> {
+) -> Result<(String, u64), RedisStoreError> {
     let newest: Value = bounded(
         timing.command,
         ::redis::cmd("XREVRANGE")
@@ -56,9 +57,11 @@ pub(super) async fn resync(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(4);
     let filler_shared = Arc::clone(shared);
     let filler = tokio::task::spawn_blocking(move || {
+        let mut read = 0;
         while let Some(batch) = rx.blocking_recv() {
-            batch.apply(&filler_shared);
+            read += batch.apply(&filler_shared);
         }
+        read
     });
     let loaded = async {
         load_denylist(c, keys, timing, &tx).await?;
@@ -67,9 +70,9 @@ pub(super) async fn resync(
     .await;
     drop(tx);
     // The filler ends once it has applied every batch sent.
-    filler.await.map_err(|_| unexpected())?;
+    let read = filler.await.map_err(|_| unexpected())?;
     loaded?;
-    Ok(start)
+    Ok((start, read))
 }
 
 /// Reads the denylist in windows of scores (`keep_until`), each window one atomic
@@ -196,9 +199,11 @@ enum Batch {
 }
 
 impl Batch {
-    /// Applies the pairs to the mirror; a pair this store did not write is skipped.
-    fn apply(&self, shared: &Shared) {
+    /// Applies the pairs to the mirror and returns how many there were; a pair this
+    /// store did not write is skipped (and not counted).
+    fn apply(&self, shared: &Shared) -> u64 {
         let (Self::Tokens(items) | Self::Cutoffs(items)) = self;
+        let mut applied = 0;
         for pair in items.chunks_exact(2) {
             let Some(member) = bytes(&pair[0]) else {
                 continue;
@@ -209,6 +214,7 @@ impl Batch {
                         && let Some(keep) = score(&pair[1])
                     {
                         shared.apply(&Entry::Token(RevokedToken::new(iss, jti, exp, keep)));
+                        applied += 1;
                     }
                 }
                 Self::Cutoffs(_) => {
@@ -216,9 +222,11 @@ impl Batch {
                         && let Some((cutoff, keep)) = bytes(&pair[1]).and_then(parse_cutoff)
                     {
                         shared.apply(&Entry::Cutoff(SubjectCutoff::new(iss, id, cutoff, keep)));
+                        applied += 1;
                     }
                 }
             }
         }
+        applied
     }
 }

@@ -5,13 +5,16 @@
 //! load, no I/O and no allocation. The feed task writes to the mirror and calls
 //! [`Shared::mark_synced`] each time it knows the mirror holds everything Redis holds.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::entry::Entry;
 use crate::TokenInfo;
 use crate::store::RevocationStatus;
 use crate::store::memory::MemoryStore;
+
+/// [`Shared::feed_lag`] before any feed entry was applied.
+const NO_LAG: u64 = u64::MAX;
 
 /// The mirror and when it was last known to be current.
 pub(super) struct Shared {
@@ -22,6 +25,16 @@ pub(super) struct Shared {
     epoch: Instant,
     /// When the mirror was last known to hold everything in Redis (µs after `epoch`).
     synced_at: AtomicU64,
+    /// Whether the mirror's going stale was reported and not yet its recovery.
+    stale_reported: AtomicBool,
+    /// Full loads from the sets after the start-up load.
+    resyncs: AtomicU64,
+    /// Times the feed's connection was re-established after a failure.
+    reconnects: AtomicU64,
+    /// Feed entries applied.
+    entries_applied: AtomicU64,
+    /// The last applied feed entry's delay in µs (`NO_LAG`: none applied yet).
+    feed_lag: AtomicU64,
     /// How many times [`Shared::len`] walked the mirror (tests assert what does not).
     #[cfg(test)]
     len_calls: AtomicU64,
@@ -34,6 +47,11 @@ impl Shared {
             mirror: MemoryStore::new(),
             epoch: Instant::now(),
             synced_at: AtomicU64::new(0),
+            stale_reported: AtomicBool::new(false),
+            resyncs: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            entries_applied: AtomicU64::new(0),
+            feed_lag: AtomicU64::new(NO_LAG),
             #[cfg(test)]
             len_calls: AtomicU64::new(0),
         }
@@ -54,10 +72,72 @@ impl Shared {
     }
 
     /// Records that the mirror holds everything Redis held a moment ago. Never moves
-    /// the mark backwards.
+    /// the mark backwards. Reports the end of a stale spell, if one was reported.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     pub(super) fn mark_synced(&self) {
         let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.synced_at.fetch_max(now, Ordering::Release);
+        let before = self.synced_at.fetch_max(now, Ordering::Release);
+        if self.stale_reported.load(Ordering::Relaxed)
+            && self.stale_reported.swap(false, Ordering::Relaxed)
+        {
+            info_event!(
+                unsynced_for = ?Duration::from_micros(now.saturating_sub(before)),
+                "revocation mirror current again"
+            );
+        }
+    }
+
+    /// Reports, once per stale spell, that checks are being refused because the mirror
+    /// is older than `max_staleness`. Called on the failure path only (a refused check,
+    /// the feed's failure loop): a healthy check never touches the flag.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    pub(super) fn report_stale(&self, max_staleness: Duration) {
+        if !self.stale_reported.load(Ordering::Relaxed)
+            && !self.stale_reported.swap(true, Ordering::Relaxed)
+        {
+            warn_event!(
+                age = ?self.age(),
+                max_staleness = ?max_staleness,
+                "revocation mirror stale: checks refused until it catches up"
+            );
+        }
+    }
+
+    /// Counts a full resync (not the start-up load).
+    pub(super) fn count_resync(&self) {
+        self.resyncs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a re-established feed connection.
+    pub(super) fn count_reconnect(&self) {
+        self.reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records feed entries just applied, the newest appended by Redis at `newest_ms`
+    /// (its id's time, on Redis's clock).
+    pub(super) fn record_applied(&self, count: u64, newest_ms: u64) {
+        if count == 0 {
+            return;
+        }
+        self.entries_applied.fetch_add(count, Ordering::Relaxed);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let lag_us = now_ms.saturating_sub(newest_ms).saturating_mul(1_000);
+        self.feed_lag
+            .store(lag_us.min(NO_LAG - 1), Ordering::Relaxed);
+    }
+
+    /// The counters behind [`RedisStore::stats`](super::RedisStore::stats), each one
+    /// atomic load.
+    pub(super) fn counters(&self) -> Counters {
+        let lag = self.feed_lag.load(Ordering::Relaxed);
+        Counters {
+            resyncs: self.resyncs.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            entries_applied: self.entries_applied.load(Ordering::Relaxed),
+            feed_lag: (lag != NO_LAG).then(|| Duration::from_micros(lag)),
+        }
     }
 
     /// How long ago the mirror was last known to be current.
@@ -80,4 +160,12 @@ impl Shared {
             Entry::Cutoff(cutoff) => self.mirror.insert_cutoff(cutoff),
         }
     }
+}
+
+/// The mirror's counters, read together.
+pub(super) struct Counters {
+    pub(super) resyncs: u64,
+    pub(super) reconnects: u64,
+    pub(super) entries_applied: u64,
+    pub(super) feed_lag: Option<Duration>,
 }

@@ -199,6 +199,34 @@ pub struct RedisStore {
     inner: Arc<Inner>,
 }
 
+/// What [`RedisStore::stats`] reports: the figures to export as gauges and counters.
+///
+/// The counters start at zero when the store connects and only grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisStoreStats {
+    /// How long ago the mirror was last confirmed up to date with Redis
+    /// ([`RedisStore::mirror_age`]); checks fail once it exceeds
+    /// [`max_staleness`](RedisConfig::max_staleness). A gauge.
+    pub mirror_age: Duration,
+    /// Revoked tokens the mirror holds (expired ones not counted). A gauge.
+    pub revoked_tokens: u64,
+    /// Subject cutoffs ("log out everywhere") the mirror holds. A gauge.
+    pub subject_cutoffs: u64,
+    /// Full reloads from Redis's sets after the start-up load, each because the feed
+    /// could no longer be caught up from (entries trimmed or lost). A counter.
+    pub resyncs: u64,
+    /// Times the feed's connection was re-established after a failure. A counter.
+    pub reconnects: u64,
+    /// Feed entries applied to the mirror (revocations made on any instance, this one
+    /// included). A counter.
+    pub feed_entries: u64,
+    /// For the last feed entry applied: the time from its append in Redis (its id's
+    /// time, on Redis's clock) to its application here (this instance's clock), so it
+    /// includes any difference between the two clocks; `None` before the first entry.
+    pub feed_lag: Option<Duration>,
+}
+
 struct Inner {
     shared: Arc<Shared>,
     writer: ConnectionManager,
@@ -304,7 +332,7 @@ impl RedisStore {
         );
         let sweeper = Sweeper::new(client.clone(), Arc::clone(&keys), timing);
         let mut conn = feed.connect().await?;
-        feed.resync(&mut conn).await?;
+        feed.load(&mut conn).await?;
         feed.catch_up(&mut conn).await?;
 
         let writer_config = ConnectionManagerConfig::new()
@@ -353,11 +381,48 @@ impl RedisStore {
         self.inner.shared.len()
     }
 
+    /// The numbers an operator watches, for a metrics exporter or a readiness probe:
+    /// the mirror's age, the revocations it holds, resyncs, reconnections and the feed's
+    /// lag.
+    ///
+    /// Counting the revocations walks every revocation group, like
+    /// [`mirror_len`](Self::mirror_len) (about a millisecond per 100 000 groups; tokens
+    /// that expire in the same second share one group): call it at a scrape interval,
+    /// not per request.
+    pub fn stats(&self) -> RedisStoreStats {
+        let shared = &*self.inner.shared;
+        let (revoked_tokens, subject_cutoffs) = shared.len();
+        let counters = shared.counters();
+        RedisStoreStats {
+            mirror_age: shared.age(),
+            revoked_tokens,
+            subject_cutoffs,
+            resyncs: counters.resyncs,
+            reconnects: counters.reconnects,
+            feed_entries: counters.entries_applied,
+            feed_lag: counters.feed_lag,
+        }
+    }
+
     /// Runs a write script within the command timeout. A write that failed because the
     /// connection was lost (Redis restarted, say) is retried on the new connection until
     /// the timeout: the scripts are idempotent, so a write that did land before the loss
     /// is harmless to repeat.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     async fn write(&self, script: &ScriptInvocation<'_>) -> Result<(), RedisStoreError> {
+        let written = self.write_once(script).await;
+        if let Err(e) = &written {
+            warn_event!(
+                kind = ?e.kind(),
+                error = %e,
+                "revocation not recorded in Redis; reported as failed"
+            );
+        }
+        written
+    }
+
+    /// [`write`](Self::write), without its report.
+    async fn write_once(&self, script: &ScriptInvocation<'_>) -> Result<(), RedisStoreError> {
         let deadline = tokio::time::Instant::now() + self.inner.timing.command;
         let mut last_error = None;
         loop {
@@ -386,6 +451,7 @@ impl RevocationStore for RedisStore {
     fn check(&self, token: &TokenInfo) -> Check<Self::CheckFuture> {
         let inner = &*self.inner;
         if inner.shared.age() > inner.max_staleness {
+            inner.shared.report_stale(inner.max_staleness);
             return Check::Ready(Err(RedisStoreError::new(RedisStoreErrorKind::Stale)));
         }
         Check::Ready(Ok(inner.shared.status(token)))

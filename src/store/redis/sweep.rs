@@ -56,23 +56,53 @@ impl Sweeper {
         let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
         // After a long sweep, the next one starts a full interval later, not at once.
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut failing = false;
         loop {
             ticks.tick().await;
-            let mut c = match conn.take() {
-                Some(c) => c,
-                None => match self.connect().await {
-                    Ok(c) => c,
-                    Err(_) => continue,
-                },
+            let swept = match conn.take() {
+                Some(c) => Ok(c),
+                None => self.connect().await,
             };
-            match sweep(&mut c, &self.keys, &self.timing).await {
-                Ok(()) => conn = Some(c),
-                Err(e) if e.kind() == RedisStoreErrorKind::Server => conn = Some(c),
-                // Lost, timed out (a reply may still be on its way) or garbled: a new
-                // connection next time.
-                Err(_) => {}
+            let swept = match swept {
+                Ok(mut c) => match sweep(&mut c, &self.keys, &self.timing).await {
+                    Ok(()) => {
+                        conn = Some(c);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        // Lost, timed out (a reply may still be on its way) or garbled:
+                        // a new connection next time. A refusal: the same one.
+                        if e.kind() == RedisStoreErrorKind::Server {
+                            conn = Some(c);
+                        }
+                        Err(e)
+                    }
+                },
+                Err(e) => Err(e),
+            };
+            match swept {
+                Ok(()) if failing => {
+                    failing = false;
+                    info_event!("revocation sweep working again");
+                }
+                Ok(()) => {}
+                Err(e) => report(&mut failing, &e),
             }
         }
+    }
+}
+
+/// Reports a failed sweep: at `warn` for the first of a streak, at `debug` after.
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+fn report(failing: &mut bool, error: &RedisStoreError) {
+    if std::mem::replace(failing, true) {
+        debug_event!(kind = ?error.kind(), error = %error, "revocation sweep still failing");
+    } else {
+        warn_event!(
+            kind = ?error.kind(),
+            error = %error,
+            "revocation sweep failed; expired entries stay in Redis until it works"
+        );
     }
 }
 

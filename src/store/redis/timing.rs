@@ -25,6 +25,8 @@ pub(super) struct Timing {
     pub(super) max_backoff: Duration,
     /// How long entries stay in the feed, in milliseconds (an argument of the scripts).
     pub(super) retention_ms: u64,
+    /// How long checks are answered from a mirror not confirmed current.
+    pub(super) max_staleness: Duration,
 }
 
 impl Timing {
@@ -44,6 +46,7 @@ impl Timing {
                 .clamp(Duration::from_millis(10), day),
             retention_ms: u64::try_from(config.feed_retention.min(365 * day).as_millis())
                 .unwrap_or(u64::MAX),
+            max_staleness: config.max_staleness,
         }
     }
 }

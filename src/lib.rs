@@ -118,7 +118,9 @@
 //!   [`Rejection::code`]), `kind` and `grpc`; never the token, its claims or a key. It is
 //!   emitted while the request is handled, so it lands inside the request's span (such
 //!   as tower-http's `TraceLayer`'s), and only when refusing: an accepted request emits
-//!   nothing.
+//!   nothing. With `redis`, the store also reports its health at `warn` and `info` (the
+//!   link lost and back, the mirror stale, a resync and its size and time, a logout not
+//!   recorded); the events are listed in [REDIS.md].
 //!
 //! [tower]: https://docs.rs/tower
 //! [SECURITY.md]: https://github.com/tower-jwt-auth/tower-jwt-auth/blob/main/SECURITY.md

@@ -6,81 +6,12 @@
 
 mod support;
 
-use std::fmt;
-use std::sync::{Arc, Mutex};
-
 use http::{Request, StatusCode, header};
 use jsonwebtoken::{Algorithm, Header};
 use support::service::{app, bearer, layer, send};
 use support::tokens::{OTHER_SECRET, SECRET, claims, hs256, sign};
-use tracing::field::{Field, Visit};
-use tracing::{Instrument, Level, Subscriber};
-use tracing_subscriber::layer::{Context, SubscriberExt};
-use tracing_subscriber::registry::LookupSpan;
-
-/// One event as the subscriber saw it.
-#[derive(Debug, Clone)]
-struct Captured {
-    target: String,
-    level: Level,
-    span: Option<String>,
-    fields: Vec<(String, String)>,
-}
-
-impl Captured {
-    fn field(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Every field, name and value, as one string to search.
-    fn text(&self) -> String {
-        format!("{:?}", self.fields)
-    }
-}
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Captured>>>);
-
-impl Capture {
-    fn take(&self) -> Vec<Captured> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
-}
-
-struct Fields<'a>(&'a mut Vec<(String, String)>);
-
-impl Visit for Fields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.push((field.name().into(), value.into()));
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.push((field.name().into(), format!("{value:?}")));
-    }
-}
-
-impl<S: Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for Capture {
-    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
-        let mut fields = Vec::new();
-        event.record(&mut Fields(&mut fields));
-        self.0.lock().unwrap().push(Captured {
-            target: event.metadata().target().into(),
-            level: *event.metadata().level(),
-            span: ctx.event_span(event).map(|s| s.name().to_owned()),
-            fields,
-        });
-    }
-}
-
-/// Installs the capturing subscriber for this (current-thread) test.
-fn capture() -> (Capture, tracing::subscriber::DefaultGuard) {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::registry().with(capture.clone());
-    (capture, tracing::subscriber::set_default(subscriber))
-}
+use support::trace::{Captured, capture};
+use tracing::{Instrument, Level};
 
 /// The token, its three parts and the secrets must appear nowhere in `event`.
 #[track_caller]

@@ -96,6 +96,10 @@ pub(crate) struct Config {
     /// `JWT_LEEWAY`: the clock skew allowed on `exp`/`nbf`/`iat`, which is also how long
     /// a revoked token stays on the denylist after its `exp`.
     pub(crate) leeway: Duration,
+    /// `JWT_MAX_TOKEN_LIFETIME`: the longest `exp - iat` the layer accepts (and so how
+    /// long a logout-everywhere is kept); `None`: the token lifetime or the core's
+    /// default (a day), whichever is longer.
+    pub(crate) max_token_lifetime: Option<Duration>,
     /// `JWT_TOKEN_CACHE`: how many verified tokens the layer remembers; 0 turns the
     /// verified-token cache off.
     pub(crate) token_cache: u64,
@@ -125,12 +129,13 @@ impl Config {
             redis_max_staleness: None,
             redis_command_timeout: None,
             leeway: tower_jwt_auth::DEFAULT_LEEWAY,
+            max_token_lifetime: None,
             token_cache: tower_jwt_auth::DEFAULT_TOKEN_CACHE_CAPACITY,
         }
     }
 
-    /// Reads `ADDR`, `JWT_SECRET`, `ACCESS_TOKEN_TTL`, `JWT_LEEWAY`, `JWT_TOKEN_CACHE`,
-    /// `COOKIE_SECURE`,
+    /// Reads `ADDR`, `JWT_SECRET`, `ACCESS_TOKEN_TTL`, `JWT_LEEWAY`,
+    /// `JWT_MAX_TOKEN_LIFETIME`, `JWT_TOKEN_CACHE`, `COOKIE_SECURE`,
     /// `REDIS_URL`, `REDIS_PREFIX`, `REDIS_MAX_STALENESS_MS` and `REDIS_COMMAND_TIMEOUT_MS`
     /// through `get`, which returns a variable's value or `None` when it is unset.
     /// Messages name the variable but never show the secret.
@@ -177,6 +182,27 @@ impl Config {
             },
             None => tower_jwt_auth::DEFAULT_LEEWAY,
         };
+        let max_token_lifetime = match get("JWT_MAX_TOKEN_LIFETIME")? {
+            Some(secs) => match secs.trim().parse::<u64>() {
+                Ok(secs) if secs > 0 => Some(Duration::from_secs(secs)),
+                _ => {
+                    return Err(format!(
+                        "JWT_MAX_TOKEN_LIFETIME={secs:?} is not a positive number of seconds"
+                    ));
+                }
+            },
+            None => None,
+        };
+        if let Some(max) = max_token_lifetime
+            && max < token_ttl
+        {
+            return Err(format!(
+                "JWT_MAX_TOKEN_LIFETIME ({} s) is shorter than ACCESS_TOKEN_TTL ({} s): \
+                 this server would refuse its own tokens",
+                max.as_secs(),
+                token_ttl.as_secs()
+            ));
+        }
         let token_cache = match get("JWT_TOKEN_CACHE")? {
             Some(n) => n.trim().parse::<u64>().map_err(|_| {
                 format!("JWT_TOKEN_CACHE={n:?} is not a number of tokens (0 turns the cache off)")
@@ -217,6 +243,7 @@ impl Config {
             redis_max_staleness,
             redis_command_timeout,
             leeway,
+            max_token_lifetime,
             token_cache,
             ..Self::new(secret)
         })
@@ -243,8 +270,10 @@ struct AppState {
 pub(crate) fn router<R: RevocationStore>(store: R, config: &Config) -> Result<Router, ConfigError> {
     let secret = &config.secret.0;
     // Accept every token this server issues, and other issuers' tokens up to the core's
-    // default longest lifetime.
-    let max_lifetime = config.token_ttl.max(DEFAULT_MAX_TOKEN_LIFETIME);
+    // default longest lifetime, unless told otherwise.
+    let max_lifetime = config
+        .max_token_lifetime
+        .unwrap_or_else(|| config.token_ttl.max(DEFAULT_MAX_TOKEN_LIFETIME));
     let auth = JwtAuthLayer::builder(store)
         .key(VerificationKey::hs256(secret)?)
         .cookie(COOKIE_NAME)

@@ -12,6 +12,9 @@
 //! - `ACCESS_TOKEN_TTL`: token lifetime in seconds, default 900.
 //! - `JWT_LEEWAY`: clock skew allowed on `exp`, `nbf` and `iat`, in seconds, default 60.
 //!   A revoked token stays on the denylist until its `exp` plus this leeway.
+//! - `JWT_MAX_TOKEN_LIFETIME`: the longest lifetime (`exp - iat`) accepted, in seconds,
+//!   default the larger of `ACCESS_TOKEN_TTL` and a day; a logout-everywhere is kept
+//!   this long plus the leeway. It may not be shorter than `ACCESS_TOKEN_TTL`.
 //! - `JWT_TOKEN_CACHE`: how many verified tokens the layer remembers, default 10000; `0`
 //!   turns the verified-token cache off (every request then checks the signature).
 //! - `COOKIE_SECURE`: the login cookie is `Secure` unless this is `0`.

@@ -9,7 +9,8 @@
 //!   and serving a router on a free port;
 //! - [`example_server`] (feature `example-server`): the example server's binary as a
 //!   process;
-//! - [`redis_server`] (feature `redis`): a real `redis-server` process.
+//! - [`redis_server`] (feature `redis`): a real `redis-server` process;
+//! - [`trace`] (feature `tracing`): capturing the crate's `tracing` events.
 
 // Each test binary uses some of these helpers, never all of them.
 #![allow(dead_code, unreachable_pub)]
@@ -23,3 +24,5 @@ pub mod ports;
 pub mod redis_server;
 pub mod service;
 pub mod tokens;
+#[cfg(feature = "tracing")]
+pub mod trace;

@@ -234,6 +234,21 @@ impl RedisServer {
         self.spawn();
     }
 
+    /// Starts the server again on the same port with its data gone, as a failover to a
+    /// replica that never had it would look to a client.
+    pub fn restart_empty(&mut self) {
+        self.stop();
+        for entry in std::fs::read_dir(&self.dir).expect("the data directory") {
+            let path = entry.expect("a data directory entry").path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).expect("remove the append-only files");
+            } else if path.extension().is_some_and(|e| e == "rdb") {
+                std::fs::remove_file(&path).expect("remove the snapshot");
+            }
+        }
+        self.spawn();
+    }
+
     /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
     pub fn freeze(&self) {
         self.signal("-STOP");

@@ -106,7 +106,10 @@ impl Greeter for AuthGreeter {
 /// # Errors
 ///
 /// A [`ConfigError`] when the secret is too short or no crypto backend is usable.
-pub fn auth_layer<R>(store: R, secret: &[u8]) -> Result<JwtAuthLayer<R>, ConfigError> {
+pub fn auth_layer<R: RevocationStore>(
+    store: R,
+    secret: &[u8],
+) -> Result<JwtAuthLayer<R>, ConfigError> {
     JwtAuthLayer::builder(store)
         .key(VerificationKey::hs256(secret)?)
         .build()

@@ -16,7 +16,7 @@ use crate::rejection::{DefaultRejection, Rejection};
 use crate::revoke::Revoker;
 use crate::service::JwtAuth;
 use crate::source::TokenSource;
-use crate::store::RevocationStore;
+use crate::store::{Acceptance, RevocationStore};
 use crate::verify::{VerificationKey, Verifier, VerifierConfig};
 
 /// Default leeway for `exp`, `nbf` and `iat` checks: 60 seconds.
@@ -333,12 +333,19 @@ impl<R, C, F> JwtAuthLayerBuilder<R, C, F> {
 
     /// Checks the configuration and builds the layer.
     ///
+    /// The store is told the layer's leeway and lifetime cap
+    /// ([`RevocationStore::retain_for`]), so it keeps every revocation as long as this
+    /// layer could accept a token it covers.
+    ///
     /// # Errors
     ///
     /// A [`ConfigError`] when there is no key, keys are ambiguous, no crypto backend is
     /// usable, no token source is set or one is set twice, a cookie name or trusted
     /// origin is malformed, a limit is zero, or the leeway is over one day.
-    pub fn build(self) -> Result<JwtAuthLayer<R, C, F>, ConfigError> {
+    pub fn build(self) -> Result<JwtAuthLayer<R, C, F>, ConfigError>
+    where
+        R: RevocationStore,
+    {
         let s = self.settings;
         let invalid = |msg: String| Err(ConfigError::new(ConfigErrorKind::InvalidSetting, msg));
         if s.sources.is_empty() {
@@ -379,6 +386,8 @@ impl<R, C, F> JwtAuthLayerBuilder<R, C, F> {
             max_lifetime: s.max_lifetime.as_secs(),
             max_token_len: s.max_token_len,
         })?;
+        self.store
+            .retain_for(&Acceptance::new(s.leeway, s.max_lifetime));
         let cache = (s.token_cache > 0).then(|| TokenCache::new(s.token_cache, s.leeway.as_secs()));
         Ok(JwtAuthLayer {
             auth: Arc::new(Auth {

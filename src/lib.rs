@@ -174,7 +174,9 @@ pub use store::memory::MemoryStore;
 pub use store::redis::{
     RedisConfig, RedisStore, RedisStoreError, RedisStoreErrorKind, RedisStoreStats,
 };
-pub use store::{Check, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff};
+pub use store::{
+    Acceptance, Check, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff,
+};
 pub use verify::VerificationKey;
 
 /// The README's Rust examples, compiled as doc tests so they stay true (with the `axum`

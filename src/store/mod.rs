@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::TokenInfo;
 use crate::clock;
@@ -147,12 +147,75 @@ impl<'a> SubjectCutoff<'a> {
     }
 }
 
+/// How long a layer accepts tokens, which is what a store needs to know to keep each
+/// revocation exactly as long as that layer could still accept a token it covers.
+///
+/// Every [`JwtAuthLayer`](crate::JwtAuthLayer) tells its store its own rules when it is
+/// built ([`RevocationStore::retain_for`]), so that retention is judged where tokens are
+/// checked: an instance with a larger leeway or a longer lifetime cap than the one that
+/// recorded a logout keeps the entry for as long as it needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acceptance {
+    leeway: u64,
+    max_lifetime: u64,
+}
+
+impl Acceptance {
+    /// The rules of a layer with this leeway (on `exp`, `nbf` and `iat`) and this cap
+    /// on a token's lifetime (`exp - iat`), both counted in whole seconds.
+    pub fn new(leeway: Duration, max_lifetime: Duration) -> Self {
+        Self {
+            leeway: leeway.as_secs(),
+            max_lifetime: max_lifetime.as_secs(),
+        }
+    }
+
+    /// The leeway, in seconds.
+    pub fn leeway(&self) -> u64 {
+        self.leeway
+    }
+
+    /// The longest accepted `exp - iat`, in seconds.
+    pub fn max_lifetime(&self) -> u64 {
+        self.max_lifetime
+    }
+
+    /// The first second (Unix time) at which a token expiring at `exp` can no longer
+    /// pass this layer's verification: how long its denylist entry is needed.
+    pub fn token_needed_until(&self, exp: u64) -> u64 {
+        exp.saturating_add(self.leeway).saturating_add(1)
+    }
+
+    /// The first second at which no token issued at or before `cutoff_micros` can pass
+    /// this layer's verification (its `exp` is at most `iat` plus the lifetime cap):
+    /// how long a logout-everywhere cutoff is needed.
+    pub fn cutoff_needed_until(&self, cutoff_micros: u64) -> u64 {
+        (cutoff_micros / 1_000_000)
+            .saturating_add(self.max_lifetime)
+            .saturating_add(self.leeway)
+            .saturating_add(1)
+    }
+
+    /// The rules that accept whatever either accepts.
+    #[must_use]
+    pub fn widest(self, other: Self) -> Self {
+        Self {
+            leeway: self.leeway.max(other.leeway),
+            max_lifetime: self.max_lifetime.max(other.max_lifetime),
+        }
+    }
+}
+
 /// Where revocations are recorded and checked.
 ///
 /// Implementations must keep a denylist entry until its
-/// [`keep_until`](RevokedToken::keep_until) (not longer, never evicted earlier), and a
-/// subject cutoff must only ever move forward: recording an older cutoff than the one
-/// held leaves the newer one in place.
+/// [`keep_until`](RevokedToken::keep_until) and a cutoff until its
+/// [`keep_until`](SubjectCutoff::keep_until) (never evicted earlier), and a subject
+/// cutoff must only ever move forward: recording an older cutoff than the one held
+/// leaves the newer one in place. A store that serves several instances should also keep
+/// entries for as long as each instance's [`Acceptance`] needs them
+/// ([`retain_for`](Self::retain_for)), and judge expiry on the wall clock that tokens are
+/// judged by.
 ///
 /// [`check`](Self::check) runs on every authenticated request. A store should answer it
 /// from memory ([`Check::Ready`]); [`MemoryStore`](crate::MemoryStore) and the Redis store
@@ -179,6 +242,15 @@ pub trait RevocationStore: Send + Sync + 'static {
         &self,
         cutoff: &SubjectCutoff<'_>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Told by each layer built on this store how long it accepts tokens: from then on,
+    /// keep every entry at least until [`Acceptance::token_needed_until`] (denylist) or
+    /// [`Acceptance::cutoff_needed_until`] (cutoffs) of the widest rules told, even when
+    /// the entry was recorded with a shorter `keep_until` by an instance with narrower
+    /// rules. The default does nothing: the writers' `keep_until` then decides alone.
+    fn retain_for(&self, acceptance: &Acceptance) {
+        let _ = acceptance;
+    }
 }
 
 impl<R: RevocationStore> RevocationStore for Arc<R> {
@@ -201,5 +273,9 @@ impl<R: RevocationStore> RevocationStore for Arc<R> {
         cutoff: &SubjectCutoff<'_>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send {
         (**self).revoke_subject(cutoff)
+    }
+
+    fn retain_for(&self, acceptance: &Acceptance) {
+        (**self).retain_for(acceptance);
     }
 }

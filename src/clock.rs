@@ -11,7 +11,11 @@
 //! Stamps learnt from other instances (a cutoff read from a shared store) are fed to
 //! [`observe`], so that a token issued here after this instance has seen a cutoff is
 //! ordered after it even if this machine's clock is slightly behind (a hybrid logical
-//! clock). Across instances, ordering is otherwise as good as the clock synchronisation.
+//! clock). A stamp can push this clock at most a *lead* ahead of the wall clock (half
+//! the leeway): a cutoff from an instance whose clock runs far ahead, or one written on
+//! purpose far in the future, is taken as "now plus the lead", so the tokens issued here
+//! afterwards are ordered after it and still carry an `iat` that every instance accepts.
+//! Across instances, ordering is otherwise as good as the clock synchronisation.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -45,9 +49,12 @@ pub(crate) fn stamp() -> u64 {
     }
 }
 
-/// Makes every later [`stamp`] greater than `seen`.
-pub(crate) fn observe(seen: u64) {
-    LAST.fetch_max(seen, Ordering::AcqRel);
+/// Makes every later [`stamp`] greater than `seen`, or than `now + lead` (µs) when `seen`
+/// is further ahead; returns the stamp taken (`seen`, or that bound).
+pub(crate) fn observe(seen: u64, lead: u64) -> u64 {
+    let taken = seen.min(now_micros().saturating_add(lead));
+    LAST.fetch_max(taken, Ordering::AcqRel);
+    taken
 }
 
 /// Where [`system_time`] saturates: about 34,800 years after the epoch, which every
@@ -76,8 +83,24 @@ mod tests {
 
     #[test]
     fn observe_pushes_the_clock_forward() {
-        let ahead = now_micros() + 5_000_000;
-        observe(ahead);
+        let ahead = now_micros() + 1_500_000;
+        assert_eq!(observe(ahead, 2_000_000), ahead);
         assert!(stamp() > ahead);
+    }
+
+    #[test]
+    fn observe_moves_the_clock_at_most_the_lead_ahead() {
+        let lead = 2_000_000;
+        let far = now_micros() + 600_000_000;
+        let taken = observe(far, lead);
+        assert!(taken < far);
+        assert!(taken <= now_micros() + lead);
+        let next = stamp();
+        assert!(
+            next > taken,
+            "a later stamp is ordered after the cutoff taken"
+        );
+        // (The other test may have pushed it 1.5 s ahead, no further.)
+        assert!(next < now_micros() + lead + 1_000_000, "never far ahead");
     }
 }

@@ -132,14 +132,18 @@ impl Revoker {
     }
 
     /// Revokes every token of this token's subject issued up to now ("log out
-    /// everywhere"), this one included: the cutoff is never before the token's own issue
-    /// stamp, even when that stamp is ahead of this machine's clock (within the leeway,
-    /// or stamped by an instance whose clock runs ahead).
+    /// everywhere"), this one included: the token itself goes on the denylist, and the
+    /// cutoff is never before its issue stamp, even when that stamp is ahead of this
+    /// machine's clock (within the leeway, or stamped by an instance whose clock runs
+    /// ahead). Stores take a cutoff far ahead of their clock as "now plus half the
+    /// leeway" (SECURITY.md, clocks): the denylist entry keeps this token refused
+    /// whatever its stamp.
     ///
     /// # Errors
     ///
-    /// [`RevokeErrorKind::Unrecorded`](crate::RevokeErrorKind::Unrecorded) when the store did not record it.
+    /// [`RevokeErrorKind::Unrecorded`](crate::RevokeErrorKind::Unrecorded) when the store did not record both.
     pub async fn revoke_all(&self, token: &TokenInfo) -> Result<(), RevokeError> {
+        self.revoke(token).await?;
         self.revoke_subject_at(token.issuer(), token.subject(), token.issue_stamp())
             .await
     }

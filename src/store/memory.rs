@@ -16,7 +16,30 @@
 //! an access and read the clock); only a key found in a set asks moka whether its group
 //! is still live, which keeps expiry exact.
 //!
-//! Subject cutoffs (logout everywhere) are rarer and keep one moka entry each.
+//! Subject cutoffs (logout everywhere) are rarer and keep one moka entry each, reachable
+//! the same way through an index of their own.
+//!
+//! # Time
+//!
+//! Tokens are judged against the wall clock, so entries are too. An entry is due only
+//! once the wall clock has passed the second it is needed until **and** as much time
+//! has elapsed (on the monotonic clock) since it was recorded. moka's per-entry
+//! time-to-live is the elapsed half; when it fires, the eviction listener drops the entry
+//! from the index only if the wall clock agrees, and otherwise (the wall clock was
+//! stepped back) puts it back into moka with the time that remains. A check that finds a
+//! key looks at both clocks itself. So a wall clock stepped back, by any amount, never
+//! revives a revoked token, and one stepped forward and back again neither.
+//!
+//! How long an entry is needed: the latest of the `keep_until` it was recorded with and
+//! what the widest [`Acceptance`] of the layers built on this store needs
+//! ([`Acceptance::token_needed_until`] of its `exp`, [`Acceptance::cutoff_needed_until`]
+//! of its cutoff), so an instance with a larger leeway than the revoking one keeps the
+//! entry as long as it could accept the token.
+//!
+//! A cutoff further ahead of the wall clock than half the leeway (written by an instance
+//! whose clock runs ahead, or on purpose) is recorded as "now plus that lead": it still
+//! revokes every token issued before it was recorded, and the tokens issued here after
+//! it are ordered after it (see `clock.rs`) with an `iat` every instance accepts.
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -24,59 +47,95 @@ use std::fmt;
 use std::future::Ready;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use moka::Expiry;
+use moka::notification::RemovalCause;
 use moka::sync::Cache;
 
-use super::{Check, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff};
+use super::{Acceptance, Check, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff};
+use crate::layer::DEFAULT_LEEWAY;
 use crate::{TokenInfo, clock};
 
 /// Longest time an entry is kept, whatever it asks for (moka's timer wheel has a limit).
 const MAX_KEEP: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-fn remaining(until: SystemTime) -> Duration {
-    until
+/// The time left until `until` (Unix seconds) on the wall clock, as a time-to-live.
+fn remaining(until: u64) -> Duration {
+    clock::system_time(until)
         .duration_since(SystemTime::now())
         .unwrap_or(Duration::ZERO)
         .min(MAX_KEEP)
 }
 
-/// Entries that say themselves when they go.
-trait Until {
-    fn until(&self) -> SystemTime;
+/// Whether the wall clock is still before `until` (Unix seconds).
+fn wall_before(until: u64) -> bool {
+    SystemTime::now() < clock::system_time(until)
 }
 
-/// moka's per-entry time-to-live: until the entry's own `until`, recomputed on update.
-struct UntilExpiry;
+/// The widest rules told by the layers on this store; none until the first one.
+#[derive(Default)]
+struct Rules {
+    told: AtomicBool,
+    leeway: AtomicU64,
+    max_lifetime: AtomicU64,
+}
 
-impl<V: Until> Expiry<u64, V> for UntilExpiry {
-    fn expire_after_create(&self, _: &u64, value: &V, _: Instant) -> Option<Duration> {
-        Some(remaining(value.until()))
+impl Rules {
+    fn widen(&self, acceptance: &Acceptance) {
+        self.leeway.fetch_max(acceptance.leeway(), Ordering::AcqRel);
+        self.max_lifetime
+            .fetch_max(acceptance.max_lifetime(), Ordering::AcqRel);
+        self.told.store(true, Ordering::Release);
+    }
+
+    /// The widest rules told, if any.
+    fn acceptance(&self) -> Option<Acceptance> {
+        self.told.load(Ordering::Acquire).then(|| {
+            Acceptance::from_secs(
+                self.leeway.load(Ordering::Acquire),
+                self.max_lifetime.load(Ordering::Acquire),
+            )
+        })
+    }
+
+    /// How far ahead of the wall clock a cutoff is taken as it is (µs): half the widest
+    /// leeway, or half the default leeway before any layer told its own.
+    fn lead_micros(&self) -> u64 {
+        let leeway = match self.acceptance() {
+            Some(a) => a.leeway(),
+            None => DEFAULT_LEEWAY.as_secs(),
+        };
+        leeway.saturating_mul(1_000_000) / 2
+    }
+}
+
+/// An entry that knows until when it is needed (Unix seconds), given its key.
+trait Kept: Send + Sync + 'static {
+    fn needed_until(&self, key: u64, rules: &Rules) -> u64;
+}
+
+/// moka's per-entry time-to-live: the wall-clock time left until the entry is needed
+/// no more, recomputed on update.
+struct UntilExpiry<V> {
+    rules: Arc<Rules>,
+    _kind: std::marker::PhantomData<fn(V)>,
+}
+
+impl<V: Kept> Expiry<u64, Arc<V>> for UntilExpiry<V> {
+    fn expire_after_create(&self, key: &u64, value: &Arc<V>, _: Instant) -> Option<Duration> {
+        Some(remaining(value.needed_until(*key, &self.rules)))
     }
 
     fn expire_after_update(
         &self,
-        _: &u64,
-        value: &V,
+        key: &u64,
+        value: &Arc<V>,
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(remaining(value.until()))
-    }
-}
-
-/// A subject cutoff: the stamp, and when it goes.
-#[derive(Clone, Copy, Debug)]
-struct Cutoff {
-    until: SystemTime,
-    cutoff: u64,
-}
-
-impl Until for Cutoff {
-    fn until(&self) -> SystemTime {
-        self.until
+        Some(remaining(value.needed_until(*key, &self.rules)))
     }
 }
 
@@ -102,6 +161,140 @@ impl Hasher for Identity {
     }
 }
 
+/// Entries moka expired while the wall clock said they were still needed.
+type Requeue<V> = Arc<Mutex<Vec<(u64, Arc<V>)>>>;
+
+/// Entries by key in moka (which owns their lifetime on the elapsed clock) and in a
+/// plain index (which checks read, and which loses an entry only once the wall clock
+/// says it is due too).
+struct Table<V, H> {
+    cache: Cache<u64, Arc<V>>,
+    index: Arc<RwLock<HashMap<u64, Arc<V>, H>>>,
+    /// Entries moka expired while the wall clock said they were still needed, to be
+    /// put back into moka by the next write (never from inside moka's listener).
+    requeue: Requeue<V>,
+    rules: Arc<Rules>,
+}
+
+impl<V: Kept, H: BuildHasher + Default + Send + Sync + 'static> Table<V, H> {
+    fn new(rules: &Arc<Rules>) -> Self {
+        let index: Arc<RwLock<HashMap<u64, Arc<V>, H>>> = Arc::default();
+        let requeue: Requeue<V> = Arc::default();
+        let (pruned, held, judge) = (Arc::clone(&index), Arc::clone(&requeue), Arc::clone(rules));
+        let cache = Cache::builder()
+            .expire_after(UntilExpiry {
+                rules: Arc::clone(rules),
+                _kind: std::marker::PhantomData,
+            })
+            .eviction_listener(move |key: Arc<u64>, value: Arc<V>, cause| {
+                if cause != RemovalCause::Expired {
+                    return; // replaced by itself on upsert: still live
+                }
+                let mut index = pruned.write().unwrap_or_else(PoisonError::into_inner);
+                // A newer entry for the same key stays.
+                if !index.get(&*key).is_some_and(|v| Arc::ptr_eq(v, &value)) {
+                    return;
+                }
+                if wall_before(value.needed_until(*key, &judge)) {
+                    held.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push((*key, value));
+                } else {
+                    index.remove(&*key);
+                }
+            })
+            .build_with_hasher(RandomState::new());
+        Self {
+            cache,
+            index,
+            requeue,
+            rules: Arc::clone(rules),
+        }
+    }
+
+    /// Whether `value`, found in the index under `key`, is still needed: by the wall
+    /// clock, or because moka (the elapsed clock) still holds it.
+    fn live(&self, key: u64, value: &V) -> bool {
+        wall_before(value.needed_until(key, &self.rules)) || self.cache.contains_key(&key)
+    }
+
+    /// Inserts or updates the entry under `key`: `update` gets the entry held (in moka
+    /// or, after a wall-clock step back, only in the index) and returns the one to hold.
+    fn upsert(&self, key: u64, update: impl FnOnce(Option<Arc<V>>) -> Arc<V>) -> Arc<V> {
+        self.put_back();
+        let indexed = self
+            .index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        let value = self
+            .cache
+            .entry(key)
+            .and_upsert_with(|held| update(held.map(moka::Entry::into_value).or(indexed)))
+            .into_value();
+        let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        match index.get(&key) {
+            Some(current) if Arc::ptr_eq(current, &value) => {}
+            // New, or a new entry after the old one was dropped.
+            _ => {
+                index.insert(key, Arc::clone(&value));
+            }
+        }
+        value
+    }
+
+    /// Puts the entries moka expired too early (by the wall clock) back into moka.
+    fn put_back(&self) {
+        let held =
+            std::mem::take(&mut *self.requeue.lock().unwrap_or_else(PoisonError::into_inner));
+        for (key, value) in held {
+            let current = self
+                .index
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&key)
+                .is_some_and(|v| Arc::ptr_eq(v, &value));
+            if current && !self.cache.contains_key(&key) {
+                self.cache.insert(key, value);
+            }
+        }
+    }
+
+    /// Runs moka's pending maintenance and puts back what it expired too early.
+    fn settle(&self) {
+        self.cache.run_pending_tasks();
+        self.put_back();
+    }
+
+    /// The live entries (walks the index).
+    fn live_values(&self) -> Vec<(u64, Arc<V>)> {
+        self.settle();
+        let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+        index
+            .iter()
+            .filter(|(k, v)| self.live(**k, v))
+            .map(|(k, v)| (*k, Arc::clone(v)))
+            .collect()
+    }
+}
+
+/// A subject's cutoff (µs) and the `keep_until` it was recorded with.
+struct Subject {
+    cutoff: AtomicU64,
+    until: AtomicU64,
+}
+
+impl Kept for Subject {
+    fn needed_until(&self, _: u64, rules: &Rules) -> u64 {
+        let until = self.until.load(Ordering::Acquire);
+        match rules.acceptance() {
+            Some(a) => until.max(a.cutoff_needed_until(self.cutoff.load(Ordering::Acquire))),
+            None => until,
+        }
+    }
+}
+
 /// The revoked tokens that expire in one second.
 struct Group {
     /// Unix seconds: the latest `keep_until` of the group's tokens.
@@ -109,9 +302,14 @@ struct Group {
     keys: RwLock<HashSet<u64, BuildHasherDefault<Identity>>>,
 }
 
-impl Until for Arc<Group> {
-    fn until(&self) -> SystemTime {
-        clock::system_time(self.until.load(Ordering::Acquire))
+impl Kept for Group {
+    /// `key` is the group's `exp` second.
+    fn needed_until(&self, exp: u64, rules: &Rules) -> u64 {
+        let until = self.until.load(Ordering::Acquire);
+        match rules.acceptance() {
+            Some(a) => until.max(a.token_needed_until(exp)),
+            None => until,
+        }
     }
 }
 
@@ -175,20 +373,17 @@ impl Hasher for Mix {
     }
 }
 
-/// `exp` second → its group, as moka holds it.
-type Index = RwLock<HashMap<u64, Arc<Group>, BuildHasherDefault<Mix>>>;
-
 struct Inner {
     /// Set before the first denylist entry is written: until then checks skip the
     /// lookup. Never reset (a stale `true` only costs a lookup).
     any_tokens: AtomicBool,
     /// The same for subject cutoffs.
     any_cutoffs: AtomicBool,
-    /// Revoked tokens, grouped by `exp` second: moka owns their lifetime.
-    tokens: Cache<u64, Arc<Group>>,
-    /// The same groups for lookups; pruned when moka expires a group.
-    index: Arc<Index>,
-    subjects: Cache<u64, Cutoff>,
+    /// Revoked tokens, grouped by `exp` second (the table's key).
+    tokens: Table<Group, BuildHasherDefault<Mix>>,
+    /// Subject cutoffs, by the keyed hash of (issuer, subject).
+    subjects: Table<Subject, BuildHasherDefault<Identity>>,
+    rules: Arc<Rules>,
     token_keys: KeyHasher,
     subject_keys: KeyHasher,
 }
@@ -198,10 +393,12 @@ struct Inner {
 ///
 /// Entries are never evicted for capacity, only when they expire: a denylist entry when
 /// its token could no longer pass verification, a cutoff when every token it revokes has
-/// expired. Memory therefore grows with the number of revocations made within one token
-/// lifetime, and shrinks as they expire: about 10–20 bytes per revoked token (tokens are
-/// grouped by their `exp` second, see the module source), and a few hundred bytes per
-/// subject cutoff.
+/// expired, each judged against the rules of the layers built on the store
+/// ([`RevocationStore::retain_for`]) and on the wall clock that tokens are judged by (a
+/// clock stepped back never revives a revoked token). Memory therefore grows with the
+/// number of revocations made within one token lifetime, and shrinks as they expire:
+/// about 10–20 bytes per revoked token (tokens are grouped by their `exp` second, see the
+/// module source), and a few hundred bytes per subject cutoff.
 ///
 /// Cloning is cheap and clones share the same entries. Revocations live only in this
 /// process: several server instances need a shared store (feature `redis`).
@@ -222,8 +419,8 @@ impl Default for MemoryStore {
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("expiry_groups", &self.inner.tokens.entry_count())
-            .field("subject_cutoffs", &self.inner.subjects.entry_count())
+            .field("expiry_groups", &self.inner.tokens.cache.entry_count())
+            .field("subject_cutoffs", &self.inner.subjects.cache.entry_count())
             .finish()
     }
 }
@@ -231,29 +428,14 @@ impl fmt::Debug for MemoryStore {
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
-        let index = Arc::new(Index::default());
-        let pruned = Arc::clone(&index);
+        let rules = Arc::new(Rules::default());
         Self {
             inner: Arc::new(Inner {
                 any_tokens: AtomicBool::new(false),
                 any_cutoffs: AtomicBool::new(false),
-                tokens: Cache::builder()
-                    .expire_after(UntilExpiry)
-                    .eviction_listener(move |exp: Arc<u64>, group: Arc<Group>, cause| {
-                        if !cause.was_evicted() {
-                            return; // replaced by itself on upsert: still live
-                        }
-                        let mut index = pruned.write().unwrap_or_else(PoisonError::into_inner);
-                        // A newer group for the same second stays.
-                        if index.get(&*exp).is_some_and(|g| Arc::ptr_eq(g, &group)) {
-                            index.remove(&*exp);
-                        }
-                    })
-                    .build_with_hasher(RandomState::new()),
-                index,
-                subjects: Cache::builder()
-                    .expire_after(UntilExpiry)
-                    .build_with_hasher(RandomState::new()),
+                tokens: Table::new(&rules),
+                subjects: Table::new(&rules),
+                rules,
                 token_keys: KeyHasher::new(),
                 subject_keys: KeyHasher::new(),
             }),
@@ -264,11 +446,10 @@ impl MemoryStore {
     /// counted; this walks every group, so it is for tests and metrics, not for the
     /// request path.
     pub fn len(&self) -> (u64, u64) {
-        self.inner.tokens.run_pending_tasks();
-        self.inner.subjects.run_pending_tasks();
         let tokens = self
             .inner
             .tokens
+            .live_values()
             .iter()
             .map(|(_, group)| {
                 group
@@ -278,12 +459,18 @@ impl MemoryStore {
                     .len() as u64
             })
             .sum();
-        (tokens, self.inner.subjects.entry_count())
+        (tokens, self.inner.subjects.live_values().len() as u64)
     }
 
     /// Whether the store holds no entry.
     pub fn is_empty(&self) -> bool {
         self.len() == (0, 0)
+    }
+
+    /// The widest rules told by the layers on this store, if any told them.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn acceptance(&self) -> Option<Acceptance> {
+        self.inner.rules.acceptance()
     }
 
     /// The answer for `token`, from memory.
@@ -292,65 +479,65 @@ impl MemoryStore {
         if inner.any_tokens.load(Ordering::Acquire) {
             let exp = token.expires_at();
             let found = inner
+                .tokens
                 .index
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
                 .get(&exp)
-                .is_some_and(|group| {
-                    group.contains(inner.token_keys.key(token.issuer(), token.jti()))
-                });
-            // Found: revoked if its group has not expired (moka decides, to the instant).
-            if found && inner.tokens.contains_key(&exp) {
+                .filter(|group| group.contains(inner.token_keys.key(token.issuer(), token.jti())))
+                .cloned();
+            // Found: revoked unless its group is due on both clocks.
+            if let Some(group) = found
+                && inner.tokens.live(exp, &group)
+            {
                 return RevocationStatus::Revoked;
             }
         }
-        if inner.any_cutoffs.load(Ordering::Acquire)
-            && let Some(entry) = inner
+        if inner.any_cutoffs.load(Ordering::Acquire) {
+            let key = inner.subject_keys.key(token.issuer(), token.subject());
+            let found = inner
                 .subjects
-                .get(&inner.subject_keys.key(token.issuer(), token.subject()))
-            && token.issue_stamp() <= entry.cutoff
-        {
-            return RevocationStatus::Revoked;
+                .index
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&key)
+                .filter(|s| token.issue_stamp() <= s.cutoff.load(Ordering::Acquire))
+                .cloned();
+            if let Some(subject) = found
+                && inner.subjects.live(key, &subject)
+            {
+                return RevocationStatus::Revoked;
+            }
         }
         RevocationStatus::Active
     }
 
-    /// Records a denylist entry; one already past its time is not stored.
+    /// Records a denylist entry; one no longer needed is not stored.
     pub(crate) fn insert_token(&self, token: &RevokedToken<'_>) {
+        let inner = &*self.inner;
         let until = token.keep_until();
-        if clock::system_time(until) <= SystemTime::now() {
+        let exp = token.expires_at();
+        let needed = match inner.rules.acceptance() {
+            Some(a) => until.max(a.token_needed_until(exp)),
+            None => until,
+        };
+        if !wall_before(needed) {
             return;
         }
-        let inner = &*self.inner;
         let key = inner.token_keys.key(token.issuer(), token.jti());
         inner.any_tokens.store(true, Ordering::Release);
         // The upsert (serialized per group by moka) extends the group's life if needed
         // and makes moka recompute its expiry; the key goes in once the group is live.
-        let group = inner
-            .tokens
-            .entry(token.expires_at())
-            .and_upsert_with(|old| match old {
-                Some(entry) => {
-                    let group = entry.into_value();
-                    group.until.fetch_max(until, Ordering::AcqRel);
-                    group
-                }
-                None => Arc::new(Group {
-                    until: AtomicU64::new(until),
-                    keys: RwLock::default(),
-                }),
-            })
-            .into_value();
-        {
-            let mut index = inner.index.write().unwrap_or_else(PoisonError::into_inner);
-            match index.get(&token.expires_at()) {
-                Some(current) if Arc::ptr_eq(current, &group) => {}
-                // New, or a new group after the old one expired.
-                _ => {
-                    index.insert(token.expires_at(), Arc::clone(&group));
-                }
+        let group = inner.tokens.upsert(exp, |held| match held {
+            Some(group) => {
+                group.until.fetch_max(until, Ordering::AcqRel);
+                group
             }
-        }
+            None => Arc::new(Group {
+                until: AtomicU64::new(until),
+                keys: RwLock::default(),
+            }),
+        });
         group
             .keys
             .write()
@@ -358,30 +545,67 @@ impl MemoryStore {
             .insert(key);
     }
 
-    /// Records a cutoff, keeping the later one (and the later expiry) atomically per
-    /// subject.
-    pub(crate) fn insert_cutoff(&self, cutoff: &SubjectCutoff<'_>) {
-        let until = cutoff.keep_until_time();
-        if until <= SystemTime::now() {
-            return;
-        }
-        clock::observe(cutoff.cutoff_micros());
+    /// Lowers the cutoff of `cutoff`'s subject to `cutoff.cutoff_micros()` if it is
+    /// held at or below `from`: another instance took the cutoff `from`, recorded too
+    /// far ahead of its clock, as this earlier one ([`insert_cutoff`](Self::insert_cutoff)),
+    /// and every instance follows the first to do so. A later cutoff (above `from`) stays.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn lower_cutoff(&self, cutoff: &SubjectCutoff<'_>, from: u64) {
         let inner = &*self.inner;
+        let key = inner.subject_keys.key(cutoff.issuer(), cutoff.subject());
+        let held = inner
+            .subjects
+            .index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        match held {
+            Some(subject) => {
+                let to = cutoff.cutoff_micros();
+                let _ = subject
+                    .cutoff
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                        (c <= from && c > to).then_some(to)
+                    });
+                clock::observe(to, 0);
+            }
+            None => {
+                self.insert_cutoff(cutoff);
+            }
+        }
+    }
+
+    /// Records a cutoff, keeping the later one (and the later expiry) atomically per
+    /// subject, and returns the cutoff recorded. A cutoff further ahead of the wall clock
+    /// than the lead is recorded as now plus the lead (module docs); the crate's stamp
+    /// clock moves past what is recorded, so tokens issued here afterwards are not
+    /// covered.
+    pub(crate) fn insert_cutoff(&self, cutoff: &SubjectCutoff<'_>) -> u64 {
+        let inner = &*self.inner;
+        let until = cutoff.keep_until();
+        let taken = clock::observe(cutoff.cutoff_micros(), inner.rules.lead_micros());
+        let needed = match inner.rules.acceptance() {
+            Some(a) => until.max(a.cutoff_needed_until(taken)),
+            None => until,
+        };
+        if !wall_before(needed) {
+            return taken;
+        }
         inner.any_cutoffs.store(true, Ordering::Release);
         let key = inner.subject_keys.key(cutoff.issuer(), cutoff.subject());
-        inner.subjects.entry(key).and_upsert_with(|old| {
-            let new = Cutoff {
-                until,
-                cutoff: cutoff.cutoff_micros(),
-            };
-            match old.map(moka::Entry::into_value) {
-                Some(old) => Cutoff {
-                    until: old.until.max(new.until),
-                    cutoff: old.cutoff.max(new.cutoff),
-                },
-                None => new,
+        inner.subjects.upsert(key, |held| match held {
+            Some(subject) => {
+                subject.cutoff.fetch_max(taken, Ordering::AcqRel);
+                subject.until.fetch_max(until, Ordering::AcqRel);
+                subject
             }
+            None => Arc::new(Subject {
+                cutoff: AtomicU64::new(taken),
+                until: AtomicU64::new(until),
+            }),
         });
+        taken
     }
 }
 
@@ -399,8 +623,12 @@ impl RevocationStore for MemoryStore {
     }
 
     async fn revoke_subject(&self, cutoff: &SubjectCutoff<'_>) -> Result<(), Infallible> {
-        self.insert_cutoff(cutoff);
+        let _recorded = self.insert_cutoff(cutoff);
         Ok(())
+    }
+
+    fn retain_for(&self, acceptance: &Acceptance) {
+        self.inner.rules.widen(acceptance);
     }
 }
 
@@ -412,6 +640,10 @@ mod tests {
         clock::now_secs()
     }
 
+    fn index_len(store: &MemoryStore) -> usize {
+        store.inner.tokens.index.read().unwrap().len()
+    }
+
     #[test]
     fn expired_groups_leave_the_index() {
         let store = MemoryStore::new();
@@ -420,13 +652,14 @@ mod tests {
             let jti = format!("j{i}");
             store.insert_token(&RevokedToken::new(None, &jti, n + i, n + 1));
         }
-        assert_eq!(store.inner.index.read().unwrap().len(), 50);
+        assert_eq!(index_len(&store), 50);
         std::thread::sleep(Duration::from_millis(2_100));
-        // Expired: invisible at once, and pruned from the index by moka's maintenance.
+        // Due on both clocks: invisible at once, and pruned from the index by moka's
+        // maintenance.
         let t = TokenInfo::new(None, "s", "j3", n, n + 3);
         assert_eq!(store.status(&t), RevocationStatus::Active);
-        store.inner.tokens.run_pending_tasks();
-        assert_eq!(store.inner.index.read().unwrap().len(), 0);
+        store.inner.tokens.settle();
+        assert_eq!(index_len(&store), 0);
         assert_eq!(store.len(), (0, 0));
     }
 
@@ -436,10 +669,58 @@ mod tests {
         let n = now();
         store.insert_token(&RevokedToken::new(None, "old", n + 600, n + 1));
         std::thread::sleep(Duration::from_millis(2_100));
+        store.inner.tokens.settle();
         store.insert_token(&RevokedToken::new(None, "new", n + 600, n + 661));
-        store.inner.tokens.run_pending_tasks();
+        store.inner.tokens.settle();
         let t = |jti: &str| TokenInfo::new(None, "s", jti, n, n + 600);
         assert_eq!(store.status(&t("new")), RevocationStatus::Revoked);
         assert_eq!(store.status(&t("old")), RevocationStatus::Active);
+    }
+
+    #[test]
+    fn a_layer_with_a_larger_leeway_keeps_entries_longer() {
+        let store = MemoryStore::new();
+        let n = now();
+        // Recorded by an instance with no leeway: kept until exp + 1 by itself.
+        store.insert_token(&RevokedToken::new(None, "j", n, n + 1));
+        store.retain_for(&Acceptance::new(
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+        ));
+        std::thread::sleep(Duration::from_millis(2_100));
+        store.inner.tokens.settle();
+        let t = TokenInfo::new(None, "s", "j", n - 10, n);
+        assert_eq!(
+            store.status(&t),
+            RevocationStatus::Revoked,
+            "this store's layer accepts the token until exp + 30"
+        );
+        // A cutoff the same way: needed while a token issued before it could pass.
+        store.insert_cutoff(&SubjectCutoff::new(None, "bob", (n - 1) * 1_000_000, n + 1));
+        std::thread::sleep(Duration::from_millis(1_100));
+        store.inner.subjects.settle();
+        let before = TokenInfo::with_micros(None, "bob", "k", (n - 2) * 1_000_000, n + 50);
+        assert_eq!(store.status(&before), RevocationStatus::Revoked);
+        assert_eq!(store.len(), (1, 1));
+    }
+
+    #[test]
+    fn a_far_future_cutoff_is_taken_as_now_plus_the_lead() {
+        let store = MemoryStore::new();
+        store.retain_for(&Acceptance::new(
+            Duration::from_secs(10),
+            Duration::from_secs(600),
+        ));
+        let n = now();
+        let far = (n + 600) * 1_000_000;
+        store.insert_cutoff(&SubjectCutoff::new(None, "bob", far, n + 1_300));
+        // Issued before the cutoff was recorded (even 5 s ahead of this clock): revoked.
+        let before = TokenInfo::with_micros(None, "bob", "a", (n + 4) * 1_000_000, n + 60);
+        assert_eq!(store.status(&before), RevocationStatus::Revoked);
+        // Issued here afterwards: not covered, and not far ahead either.
+        let fresh = clock::stamp();
+        assert!(fresh <= clock::now_micros() + 5_000_000 + 1_000_000);
+        let after = TokenInfo::with_micros(None, "bob", "b", fresh, n + 60);
+        assert_eq!(store.status(&after), RevocationStatus::Active);
     }
 }

@@ -170,6 +170,13 @@ impl Acceptance {
         }
     }
 
+    pub(crate) fn from_secs(leeway: u64, max_lifetime: u64) -> Self {
+        Self {
+            leeway,
+            max_lifetime,
+        }
+    }
+
     /// The leeway, in seconds.
     pub fn leeway(&self) -> u64 {
         self.leeway

@@ -79,4 +79,3 @@ pub fn capture() -> (Capture, tracing::subscriber::DefaultGuard) {
     let subscriber = tracing_subscriber::registry().with(capture.clone());
     (capture, tracing::subscriber::set_default(subscriber))
 }
-

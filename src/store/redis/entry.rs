@@ -7,7 +7,11 @@
 //! - a revoked token: [`TOKEN`] = the denylist member (see `keys::token_member`),
 //!   [`KEEP_UNTIL`] = its `keep_until`;
 //! - a subject cutoff: [`SUBJECT`] = the cutoffs field (see `keys::member`),
-//!   [`CUTOFF`] = the cutoff in microseconds, [`KEEP_UNTIL`] = its `keep_until`.
+//!   [`CUTOFF`] = the cutoff in microseconds, [`KEEP_UNTIL`] = its `keep_until`;
+//! - a lowered cutoff: the same fields and [`LOWERED_FROM`] = the cutoff it replaced,
+//!   written when an instance took a cutoff recorded too far ahead of its clock as an
+//!   earlier one (see `memory.rs`, Time), so that every instance, and every later load,
+//!   holds the same value.
 //!
 //! Values are the entry as merged in Redis (the later cutoff, the longer retention), so
 //! applying an entry, or applying it twice, never moves a mirror backwards.
@@ -26,6 +30,8 @@ pub(super) const SUBJECT: &str = "s";
 pub(super) const CUTOFF: &str = "c";
 /// Field of every entry: until when it is kept (Unix seconds).
 pub(super) const KEEP_UNTIL: &str = "u";
+/// Field of a lowered cutoff's entry: the cutoff it lowered, in microseconds.
+pub(super) const LOWERED_FROM: &str = "l";
 
 /// One feed entry, borrowing from the reply it was read from.
 #[derive(Debug, PartialEq, Eq)]
@@ -34,12 +40,25 @@ pub(super) enum Entry<'a> {
     Token(RevokedToken<'a>),
     /// A subject's logout-everywhere cutoff.
     Cutoff(SubjectCutoff<'a>),
+    /// A subject's cutoff lowered from the given one (µs) to this one.
+    Lowered(SubjectCutoff<'a>, u64),
+}
+
+impl Entry<'_> {
+    /// Until when the entry was recorded to be kept.
+    pub(super) fn keep_until(&self) -> u64 {
+        match self {
+            Self::Token(t) => t.keep_until(),
+            Self::Cutoff(c) | Self::Lowered(c, _) => c.keep_until(),
+        }
+    }
 }
 
 /// Decodes an entry's flat `[field, value, ...]` list; `None` for anything this store
 /// did not write (a missing or unreadable field), which the follower skips.
 pub(super) fn decode(fields: &[Value]) -> Option<Entry<'_>> {
-    let (mut token, mut subject, mut cutoff, mut keep) = (None, None, None, None);
+    let (mut token, mut subject, mut cutoff, mut keep, mut lowered) =
+        (None, None, None, None, None);
     for pair in fields.chunks_exact(2) {
         let value = bytes(&pair[1])?;
         let name = bytes(&pair[0])?;
@@ -51,6 +70,8 @@ pub(super) fn decode(fields: &[Value]) -> Option<Entry<'_>> {
             cutoff = Some(value);
         } else if name == KEEP_UNTIL.as_bytes() {
             keep = Some(parse_u64(value)?);
+        } else if name == LOWERED_FROM.as_bytes() {
+            lowered = Some(parse_u64(value)?);
         }
     }
     let keep = keep?;
@@ -61,8 +82,11 @@ pub(super) fn decode(fields: &[Value]) -> Option<Entry<'_>> {
         }
         (None, Some(member)) => {
             let (iss, sub) = keys::parse_member(member)?;
-            let cutoff = parse_u64(cutoff?)?;
-            Some(Entry::Cutoff(SubjectCutoff::new(iss, sub, cutoff, keep)))
+            let cutoff = SubjectCutoff::new(iss, sub, parse_u64(cutoff?)?, keep);
+            Some(match lowered {
+                Some(from) => Entry::Lowered(cutoff, from),
+                None => Entry::Cutoff(cutoff),
+            })
         }
         _ => None,
     }
@@ -86,13 +110,13 @@ mod tests {
 
     #[test]
     fn field_names_are_safe_inside_a_lua_string() {
-        for name in [TOKEN, SUBJECT, CUTOFF, KEEP_UNTIL] {
+        for name in [TOKEN, SUBJECT, CUTOFF, KEEP_UNTIL, LOWERED_FROM] {
             assert!(!name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric()));
         }
-        let mut names = vec![TOKEN, SUBJECT, CUTOFF, KEEP_UNTIL];
+        let mut names = vec![TOKEN, SUBJECT, CUTOFF, KEEP_UNTIL, LOWERED_FROM];
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 4, "field names must differ");
+        assert_eq!(names.len(), 5, "field names must differ");
     }
 
     #[test]
@@ -120,6 +144,18 @@ mod tests {
                 1_700_000_000_123_456,
                 1_800_000_000
             )))
+        );
+        assert_eq!(
+            decode(&fields(&[
+                (SUBJECT, &member),
+                (CUTOFF, b"1700000000123456"),
+                (KEEP_UNTIL, b"1800000000"),
+                (LOWERED_FROM, b"1700000600000000"),
+            ])),
+            Some(Entry::Lowered(
+                SubjectCutoff::new(None, "alice", 1_700_000_000_123_456, 1_800_000_000),
+                1_700_000_600_000_000
+            ))
         );
     }
 

@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{Client, Value};
 
-use super::entry;
+use super::entry::{self, Entry};
 use super::error::RedisStoreError;
 use super::keys::Keys;
 use super::load;
 use super::mirror::Shared;
 use super::reply::{entry_id, entry_parts, parse_id, stream_entries, unexpected};
+use super::scripts;
 use super::timing::{self, Timing, bounded};
 
 /// How many feed entries one read returns at most.
@@ -129,6 +130,7 @@ impl Feed {
         }
         outage.failures = 0;
         loop {
+            self.write_owed(c).await?;
             let n = self.read_blocking(c).await?;
             if n == FEED_BATCH {
                 // Behind: read on without blocking, with the trim check.
@@ -233,6 +235,27 @@ impl Feed {
         let entries = stream_entries(reply)?;
         self.apply_entries(&entries)?;
         Ok(entries.len())
+    }
+
+    /// Writes what applying entries showed Redis should be told (see
+    /// `Shared::apply`): a longer retention, or a cutoff lowered. What could not be
+    /// written is kept for the next try.
+    async fn write_owed(&self, c: &mut MultiplexedConnection) -> Result<(), RedisStoreError> {
+        let owed = self.shared.take_owed();
+        for (i, owned) in owed.iter().enumerate() {
+            let script = match owned.entry() {
+                Entry::Token(token) => scripts::revoke_token(&self.keys, &self.timing, &token),
+                Entry::Cutoff(cutoff) => scripts::revoke_subject(&self.keys, &self.timing, &cutoff),
+                Entry::Lowered(cutoff, from) => {
+                    scripts::lower_cutoff(&self.keys, &self.timing, &cutoff, from)
+                }
+            };
+            if let Err(e) = bounded(self.timing.command, script.invoke_async::<Value>(c)).await {
+                self.shared.give_back(owed.into_iter().skip(i));
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Applies feed entries to the mirror in order and advances the last id. An entry

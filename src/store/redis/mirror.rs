@@ -6,12 +6,17 @@
 //! [`Shared::mark_synced`] each time it knows the mirror holds everything Redis holds.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::entry::Entry;
-use crate::TokenInfo;
-use crate::store::RevocationStatus;
 use crate::store::memory::MemoryStore;
+use crate::store::{Acceptance, RevocationStatus, RevokedToken, SubjectCutoff};
+use crate::{TokenInfo, clock};
+
+/// The most writes the feed task may owe Redis at once (see [`Owned`]); more are
+/// dropped, which only loses a retention extension or a lowering, never a revocation.
+const MAX_OWED: usize = 10_000;
 
 /// [`Shared::feed_lag`] before any feed entry was applied.
 const NO_LAG: u64 = u64::MAX;
@@ -35,6 +40,12 @@ pub(super) struct Shared {
     entries_applied: AtomicU64,
     /// The last applied feed entry's delay in µs (`NO_LAG`: none applied yet).
     feed_lag: AtomicU64,
+    /// Entries read before any layer told its rules that were past their `keep_until`:
+    /// applied once the rules are known (they may need them for longer).
+    parked: Mutex<Vec<Owned>>,
+    /// Writes the feed task owes Redis: entries this instance needs kept longer than
+    /// they were recorded for, and cutoffs it took as earlier ones.
+    owed: Mutex<Vec<Owned>>,
     /// How many times [`Shared::len`] walked the mirror (tests assert what does not).
     #[cfg(test)]
     len_calls: AtomicU64,
@@ -52,6 +63,8 @@ impl Shared {
             reconnects: AtomicU64::new(0),
             entries_applied: AtomicU64::new(0),
             feed_lag: AtomicU64::new(NO_LAG),
+            parked: Mutex::default(),
+            owed: Mutex::default(),
             #[cfg(test)]
             len_calls: AtomicU64::new(0),
         }
@@ -153,11 +166,181 @@ impl Shared {
     }
 
     /// Applies one revocation, from the feed, a load or this instance's own write
-    /// (applying it again changes nothing).
+    /// (applying it again changes nothing), and notes what Redis should then be told:
+    /// a longer retention that this instance's rules need, or a cutoff it took as an
+    /// earlier one (both written by the feed task).
     pub(super) fn apply(&self, entry: &Entry<'_>) {
+        let Some(acceptance) = self.mirror.acceptance() else {
+            if entry.keep_until() <= clock::now_secs() {
+                // Maybe needed by rules not known yet.
+                push_bounded(&self.parked, Owned::of(entry));
+                return;
+            }
+            self.record(entry, None);
+            return;
+        };
+        self.record(entry, Some(acceptance));
+    }
+
+    fn record(&self, entry: &Entry<'_>, acceptance: Option<Acceptance>) {
         match entry {
-            Entry::Token(token) => self.mirror.insert_token(token),
-            Entry::Cutoff(cutoff) => self.mirror.insert_cutoff(cutoff),
+            Entry::Token(token) => {
+                self.mirror.insert_token(token);
+                if let Some(a) = acceptance
+                    && a.token_needed_until(token.expires_at()) > token.keep_until()
+                {
+                    push_bounded(
+                        &self.owed,
+                        Owned::of(&Entry::Token(self.widened_token(token))),
+                    );
+                }
+            }
+            Entry::Cutoff(cutoff) => {
+                let taken = self.mirror.insert_cutoff(cutoff);
+                if taken < cutoff.cutoff_micros() {
+                    let lowered = SubjectCutoff::new(
+                        cutoff.issuer(),
+                        cutoff.subject(),
+                        taken,
+                        cutoff.keep_until(),
+                    );
+                    push_bounded(
+                        &self.owed,
+                        Owned::of(&Entry::Lowered(lowered, cutoff.cutoff_micros())),
+                    );
+                } else if let Some(a) = acceptance
+                    && a.cutoff_needed_until(cutoff.cutoff_micros()) > cutoff.keep_until()
+                {
+                    push_bounded(
+                        &self.owed,
+                        Owned::of(&Entry::Cutoff(self.widened_cutoff(cutoff))),
+                    );
+                }
+            }
+            Entry::Lowered(cutoff, from) => self.mirror.lower_cutoff(cutoff, *from),
+        }
+    }
+
+    /// Takes the rules of a layer built on this store; applies the entries parked
+    /// until rules were known.
+    pub(super) fn retain_for(&self, acceptance: &Acceptance) {
+        crate::store::RevocationStore::retain_for(&self.mirror, acceptance);
+        let parked =
+            std::mem::take(&mut *self.parked.lock().unwrap_or_else(PoisonError::into_inner));
+        for owned in &parked {
+            self.apply(&owned.entry());
+        }
+    }
+
+    /// `token`, kept at least as long as this instance's layers need it.
+    pub(super) fn widened_token<'a>(&self, token: &RevokedToken<'a>) -> RevokedToken<'a> {
+        let keep = match self.mirror.acceptance() {
+            Some(a) => token
+                .keep_until()
+                .max(a.token_needed_until(token.expires_at())),
+            None => token.keep_until(),
+        };
+        RevokedToken::new(token.issuer(), token.jti(), token.expires_at(), keep)
+    }
+
+    /// `cutoff`, kept at least as long as this instance's layers need it.
+    pub(super) fn widened_cutoff<'a>(&self, cutoff: &SubjectCutoff<'a>) -> SubjectCutoff<'a> {
+        let keep = match self.mirror.acceptance() {
+            Some(a) => cutoff
+                .keep_until()
+                .max(a.cutoff_needed_until(cutoff.cutoff_micros())),
+            None => cutoff.keep_until(),
+        };
+        SubjectCutoff::new(
+            cutoff.issuer(),
+            cutoff.subject(),
+            cutoff.cutoff_micros(),
+            keep,
+        )
+    }
+
+    /// The writes owed to Redis, taken (give back what could not be written).
+    pub(super) fn take_owed(&self) -> Vec<Owned> {
+        std::mem::take(&mut *self.owed.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Gives back owed writes that could not be written, to try again later.
+    pub(super) fn give_back(&self, owed: impl IntoIterator<Item = Owned>) {
+        for o in owed {
+            push_bounded(&self.owed, o);
+        }
+    }
+}
+
+fn push_bounded(list: &Mutex<Vec<Owned>>, owned: Owned) {
+    let mut list = list.lock().unwrap_or_else(PoisonError::into_inner);
+    if list.len() < MAX_OWED {
+        list.push(owned);
+    }
+}
+
+/// A feed entry, owned: to apply later, or to write to Redis.
+pub(super) enum Owned {
+    /// A denylist entry.
+    Token {
+        issuer: Option<Box<str>>,
+        jti: Box<str>,
+        exp: u64,
+        keep: u64,
+    },
+    /// A subject cutoff; `lowered_from` when it lowered another one.
+    Cutoff {
+        issuer: Option<Box<str>>,
+        subject: Box<str>,
+        cutoff: u64,
+        keep: u64,
+        lowered_from: Option<u64>,
+    },
+}
+
+impl Owned {
+    pub(super) fn of(entry: &Entry<'_>) -> Self {
+        match entry {
+            Entry::Token(t) => Self::Token {
+                issuer: t.issuer().map(Into::into),
+                jti: t.jti().into(),
+                exp: t.expires_at(),
+                keep: t.keep_until(),
+            },
+            Entry::Cutoff(c) | Entry::Lowered(c, _) => Self::Cutoff {
+                issuer: c.issuer().map(Into::into),
+                subject: c.subject().into(),
+                cutoff: c.cutoff_micros(),
+                keep: c.keep_until(),
+                lowered_from: match entry {
+                    Entry::Lowered(_, from) => Some(*from),
+                    _ => None,
+                },
+            },
+        }
+    }
+
+    pub(super) fn entry(&self) -> Entry<'_> {
+        match self {
+            Self::Token {
+                issuer,
+                jti,
+                exp,
+                keep,
+            } => Entry::Token(RevokedToken::new(issuer.as_deref(), jti, *exp, *keep)),
+            Self::Cutoff {
+                issuer,
+                subject,
+                cutoff,
+                keep,
+                lowered_from,
+            } => {
+                let c = SubjectCutoff::new(issuer.as_deref(), subject, *cutoff, *keep);
+                match lowered_from {
+                    Some(from) => Entry::Lowered(c, *from),
+                    None => Entry::Cutoff(c),
+                }
+            }
         }
     }
 }

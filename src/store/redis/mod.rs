@@ -39,11 +39,13 @@ pub use self::error::{RedisStoreError, RedisStoreErrorKind};
 use self::feed::Feed;
 use self::keys::Keys;
 use self::mirror::Shared;
-use self::scripts::clamp_keep;
 use self::sweep::Sweeper;
 use self::timing::{Timing, bounded};
-use super::{Check, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff};
+use super::{Acceptance, Check, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff};
 use crate::{TokenInfo, clock};
+
+/// [`RedisConfig::clock_tolerance`]'s default.
+const DEFAULT_CLOCK_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 
 /// The pause before a write is retried on a new connection.
 const WRITE_RETRY_PAUSE: Duration = Duration::from_millis(20);
@@ -68,6 +70,7 @@ pub struct RedisConfig {
     max_staleness: Duration,
     feed_retention: Duration,
     max_reconnect_delay: Duration,
+    clock_tolerance: Duration,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -81,6 +84,7 @@ impl fmt::Debug for RedisConfig {
             .field("max_staleness", &self.max_staleness)
             .field("feed_retention", &self.feed_retention)
             .field("max_reconnect_delay", &self.max_reconnect_delay)
+            .field("clock_tolerance", &self.clock_tolerance)
             .finish()
     }
 }
@@ -100,6 +104,7 @@ impl RedisConfig {
             max_staleness: Duration::from_secs(5),
             feed_retention: Duration::from_secs(600),
             max_reconnect_delay: Duration::from_secs(1),
+            clock_tolerance: DEFAULT_CLOCK_TOLERANCE,
         }
     }
 
@@ -156,6 +161,18 @@ impl RedisConfig {
     #[must_use]
     pub fn max_reconnect_delay(mut self, delay: Duration) -> Self {
         self.max_reconnect_delay = delay;
+        self
+    }
+
+    /// How far Redis's clock and the instances' may disagree (default 5 minutes, at
+    /// most a day). Redis's key expiry and the sweep of expired entries run on clocks
+    /// the instances do not control, so every entry stays in Redis this much longer
+    /// than its `keep_until`, and the sweep removes an entry only once both Redis's
+    /// clock and the sweeping instance's say so: an entry leaves Redis early only if
+    /// both clocks run ahead by more than this.
+    #[must_use]
+    pub fn clock_tolerance(mut self, tolerance: Duration) -> Self {
+        self.clock_tolerance = tolerance;
         self
     }
 }
@@ -458,42 +475,37 @@ impl RevocationStore for RedisStore {
     }
 
     async fn revoke(&self, token: &RevokedToken<'_>) -> Result<(), RedisStoreError> {
+        let inner = &*self.inner;
+        // Kept at least as long as this instance's own layers need it.
+        let token = inner.shared.widened_token(token);
         if token.keep_until() <= clock::now_secs() {
             // Could no longer pass verification: nothing to record.
             return Ok(());
         }
-        let inner = &*self.inner;
-        let mut script = scripts::REVOKE_TOKEN.key(&inner.keys.denylist);
-        script
-            .key(&inner.keys.feed)
-            .arg(keys::token_member(
-                token.expires_at(),
-                token.issuer(),
-                token.jti(),
-            ))
-            .arg(clamp_keep(token.keep_until()))
-            .arg(inner.timing.retention_ms);
-        self.write(&script).await?;
-        inner.shared.apply(&Entry::Token(*token));
+        self.write(&scripts::revoke_token(&inner.keys, &inner.timing, &token))
+            .await?;
+        inner.shared.apply(&Entry::Token(token));
         Ok(())
     }
 
     async fn revoke_subject(&self, cutoff: &SubjectCutoff<'_>) -> Result<(), RedisStoreError> {
+        let inner = &*self.inner;
+        let cutoff = inner.shared.widened_cutoff(cutoff);
         if cutoff.keep_until() <= clock::now_secs() {
             return Ok(());
         }
-        let inner = &*self.inner;
-        let mut script = scripts::REVOKE_SUBJECT.key(&inner.keys.cutoffs);
-        script
-            .key(&inner.keys.cutoff_expiry)
-            .key(&inner.keys.feed)
-            .arg(keys::member(cutoff.issuer(), cutoff.subject()))
-            .arg(cutoff.cutoff_micros())
-            .arg(clamp_keep(cutoff.keep_until()))
-            .arg(inner.timing.retention_ms);
-        self.write(&script).await?;
-        inner.shared.apply(&Entry::Cutoff(*cutoff));
+        self.write(&scripts::revoke_subject(
+            &inner.keys,
+            &inner.timing,
+            &cutoff,
+        ))
+        .await?;
+        inner.shared.apply(&Entry::Cutoff(cutoff));
         Ok(())
+    }
+
+    fn retain_for(&self, acceptance: &Acceptance) {
+        self.inner.shared.retain_for(acceptance);
     }
 }
 

@@ -120,6 +120,8 @@ async fn sweep(
                 .key(&keys.cutoffs)
                 .key(&keys.cutoff_expiry)
                 .arg(SWEEP_LIMIT)
+                .arg(crate::clock::now_secs())
+                .arg(timing.clock_tolerance_secs)
                 .invoke_async(c),
         )
         .await?;

@@ -27,6 +27,9 @@ pub(super) struct Timing {
     pub(super) retention_ms: u64,
     /// How long checks are answered from a mirror not confirmed current.
     pub(super) max_staleness: Duration,
+    /// How far the clocks of Redis and of the instances may disagree (seconds): entries
+    /// stay in Redis that much past their `keep_until`.
+    pub(super) clock_tolerance_secs: u64,
 }
 
 impl Timing {
@@ -47,6 +50,7 @@ impl Timing {
             retention_ms: u64::try_from(config.feed_retention.min(365 * day).as_millis())
                 .unwrap_or(u64::MAX),
             max_staleness: config.max_staleness,
+            clock_tolerance_secs: config.clock_tolerance.min(day).as_secs(),
         }
     }
 }

@@ -17,8 +17,11 @@
 //! future. Lifetimes and leeways are short so that each scenario takes a few seconds;
 //! the scenarios run one at a time, since their timing assumes they do not compete for
 //! the two CPUs.
+//!
+//! Linux only (the shim is an `LD_PRELOAD` library, built with the C compiler at test
+//! time).
 
-#![cfg(all(feature = "example-server", feature = "redis"))]
+#![cfg(all(feature = "example-server", feature = "redis", target_os = "linux"))]
 
 mod support;
 

@@ -9,11 +9,12 @@
 //! that the shim maps read-only and reads on every call; [`ShiftedClock::set`] rewrites
 //! those 8 bytes in place, which every process under the shim sees at its next call.
 //!
-//! Only dynamically linked programs that call the libc functions are affected (Rust's
+//! Linux only (`LD_PRELOAD`, `dlsym(RTLD_NEXT)`). Only dynamically linked programs that call the libc functions are affected (Rust's
 //! `SystemTime::now`, `redis-server`'s `gettimeofday`, coreutils' `date`); statically
 //! linked ones, or a raw `syscall`/vDSO call, would not be.
 
 use std::fs::{File, OpenOptions};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -143,37 +144,55 @@ int timespec_get(struct timespec *ts, int base) {
 }
 "#;
 
-/// The compiled shim (`libshift.so`), built once per test binary.
+/// The compiled shim (`libshift.so`), built once per test binary (with `gcc`, or `cc`
+/// when there is no `gcc`), in a directory of the temporary directory named after the
+/// source's hash, which later runs reuse.
 ///
 /// # Panics
 ///
-/// When `gcc` is missing or fails (with its output).
+/// When there is no C compiler or it fails (with its output).
 pub fn shim_path() -> &'static Path {
     static SHIM_SO: OnceLock<PathBuf> = OnceLock::new();
     SHIM_SO.get_or_init(|| {
-        let dir = super::clock::temp_path("shift-clock");
-        std::fs::create_dir_all(&dir).expect("create the shim's directory");
-        let source = dir.join("shim.c");
-        std::fs::write(&source, SHIM).expect("write the shim's source");
+        let mut hash = DefaultHasher::new();
+        SHIM.hash(&mut hash);
+        let dir =
+            std::env::temp_dir().join(format!("tower-jwt-auth-shift-clock-{:016x}", hash.finish()));
         let library = dir.join("libshift.so");
-        let out = Command::new("gcc")
-            .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o"])
-            .arg(&library)
+        if library.exists() {
+            return library;
+        }
+        std::fs::create_dir_all(&dir).expect("create the shim's directory");
+        // Built under names of this process's own, then renamed into place: test
+        // binaries running at once never see a half-written library.
+        let source = dir.join(format!("shim-{}.c", std::process::id()));
+        let built = dir.join(format!("libshift-{}.so.tmp", std::process::id()));
+        std::fs::write(&source, SHIM).expect("write the shim's source");
+        let compiler = if Command::new("gcc").arg("--version").output().is_ok() {
+            "gcc"
+        } else {
+            "cc"
+        };
+        let out = Command::new(compiler)
+            .args(["-shared", "-fPIC", "-O2", "-Wall", "-o"])
+            .arg(&built)
             .arg(&source)
             .arg("-ldl")
             .output()
             .unwrap_or_else(|e| {
                 panic!(
-                    "cannot run gcc ({e}): the clock tests compile an LD_PRELOAD shim and \
-                     need a C compiler (`apt-get install -y gcc`)"
+                    "cannot run {compiler} ({e}): the clock tests compile an LD_PRELOAD shim \
+                     and need a C compiler (`apt-get install -y gcc`)"
                 )
             });
+        let _ = std::fs::remove_file(&source);
         assert!(
             out.status.success(),
-            "gcc failed to build the clock shim:\n{}{}",
+            "{compiler} failed to build the clock shim:\n{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        std::fs::rename(&built, &library).expect("put the shim in place");
         library
     })
 }

@@ -10,6 +10,8 @@
 //! - [`example_server`] (feature `example-server`): the example server's binary as a
 //!   process;
 //! - [`redis_server`] (feature `redis`): a real `redis-server` process;
+//! - [`shifted_clock`] (Linux): a wall clock off by a chosen, steppable offset for the
+//!   processes a test starts (an `LD_PRELOAD` shim);
 //! - [`trace`] (feature `tracing`): capturing the crate's `tracing` events.
 
 // Each test binary uses some of these helpers, never all of them.
@@ -23,6 +25,8 @@ pub mod ports;
 #[cfg(feature = "redis")]
 pub mod redis_server;
 pub mod service;
+#[cfg(target_os = "linux")]
+pub mod shifted_clock;
 pub mod tokens;
 #[cfg(feature = "tracing")]
 pub mod trace;

@@ -38,6 +38,8 @@ pub struct RedisServer {
     clean_on_exit: bool,
     /// Extra `redis-server` arguments, after the defaults (later ones win).
     extra: Vec<String>,
+    /// Extra environment of `redis-server` (and its wrapper), kept for restarts.
+    env: Vec<(String, String)>,
 }
 
 fn require_redis_server() {
@@ -117,6 +119,18 @@ impl RedisServer {
         Self::launch(free_port(), fresh_dir(), false, &[])
     }
 
+    /// Like [`start`](Self::start), with extra environment for `redis-server`, such as
+    /// a [`ShiftedClock`](super::shifted_clock::ShiftedClock)'s `LD_PRELOAD`.
+    pub fn start_with_env(env: &[(&str, String)]) -> Self {
+        Self::launch_with_env(free_port(), fresh_dir(), true, &[], env)
+    }
+
+    /// Like [`start_restartable`](Self::start_restartable), with extra environment for
+    /// `redis-server`, which every restart keeps.
+    pub fn start_restartable_with_env(env: &[(&str, String)]) -> Self {
+        Self::launch_with_env(free_port(), fresh_dir(), false, &[], env)
+    }
+
     /// One server shared by every test of the binary; stopped when the binary exits.
     pub fn shared() -> &'static RedisServer {
         static SERVER: OnceLock<RedisServer> = OnceLock::new();
@@ -124,6 +138,16 @@ impl RedisServer {
     }
 
     fn launch(port: u16, dir: PathBuf, clean_on_exit: bool, extra: &[&str]) -> Self {
+        Self::launch_with_env(port, dir, clean_on_exit, extra, &[])
+    }
+
+    fn launch_with_env(
+        port: u16,
+        dir: PathBuf,
+        clean_on_exit: bool,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> Self {
         if let Err(missing) = std::panic::catch_unwind(require_redis_server) {
             let _ = std::fs::remove_dir_all(&dir);
             std::panic::resume_unwind(missing);
@@ -135,6 +159,10 @@ impl RedisServer {
             pid: 0,
             clean_on_exit,
             extra: extra.iter().map(|&a| a.to_owned()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
         };
         server.spawn();
         server
@@ -162,6 +190,7 @@ impl RedisServer {
             ])
             .args(["--daemonize", "no", "--logfile", log.to_str().unwrap()])
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -208,6 +237,27 @@ impl RedisServer {
     /// Sends one command; returns the first reply line (or a bulk string's body).
     pub fn command(&self, args: &[&str]) -> Vec<u8> {
         raw_command(self.port, args, Duration::from_secs(5)).expect("redis command")
+    }
+
+    /// Redis's own clock (`TIME`), in microseconds since the Unix epoch.
+    pub fn time_micros(&self) -> u64 {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"*1\r\n$4\r\nTIME\r\n").expect("send TIME");
+        let mut reader = BufReader::new(s);
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("read TIME");
+        assert_eq!(line.trim(), "*2", "TIME answers two bulk strings");
+        let mut parts = [0_u64; 2];
+        for part in &mut parts {
+            line.clear();
+            reader.read_line(&mut line).expect("read TIME");
+            assert!(line.starts_with('$'), "a bulk string: {line:?}");
+            line.clear();
+            reader.read_line(&mut line).expect("read TIME");
+            *part = line.trim().parse().expect("a number");
+        }
+        parts[0] * 1_000_000 + parts[1]
     }
 
     fn signal(&self, sig: &str) {

@@ -36,12 +36,28 @@ pub(crate) fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A strictly increasing microsecond timestamp: `max(now, last + 1)`.
+/// The widest lead [`observe`] was given (µs): how far ahead of the wall clock the
+/// stamp clock may legitimately be. Starts at half the default leeway.
+static LEAD: AtomicU64 = AtomicU64::new(crate::layer::DEFAULT_LEEWAY.as_micros() as u64 / 2);
+
+/// A strictly increasing microsecond timestamp: `max(now, last + 1)`, unless the last
+/// stamp is further ahead of the wall clock than any lead allows: the wall clock was
+/// stepped back, and stamps restart from it (else every token issued here would carry
+/// an `iat` in the future until the clock caught up).
+///
+/// After such a step, a subject whose logout-everywhere was recorded within the step
+/// before it is refused until the clock is back past that cutoff: the crate fails
+/// closed for it rather than accept a token issued before it.
 pub(crate) fn stamp() -> u64 {
     let now = now_micros();
+    let lead = LEAD.load(Ordering::Relaxed);
     let mut last = LAST.load(Ordering::Relaxed);
     loop {
-        let next = now.max(last.saturating_add(1));
+        let next = if last > now.saturating_add(lead) {
+            now
+        } else {
+            now.max(last.saturating_add(1))
+        };
         match LAST.compare_exchange_weak(last, next, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => return next,
             Err(actual) => last = actual,
@@ -52,6 +68,7 @@ pub(crate) fn stamp() -> u64 {
 /// Makes every later [`stamp`] greater than `seen`, or than `now + lead` (µs) when `seen`
 /// is further ahead; returns the stamp taken (`seen`, or that bound).
 pub(crate) fn observe(seen: u64, lead: u64) -> u64 {
+    LEAD.fetch_max(lead, Ordering::Relaxed);
     let taken = seen.min(now_micros().saturating_add(lead));
     LAST.fetch_max(taken, Ordering::AcqRel);
     taken

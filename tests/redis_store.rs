@@ -134,7 +134,14 @@ async fn cutoff_races_between_instances_keep_the_latest_everywhere() {
 async fn redis_entries_expire_with_their_revocations() {
     let server = RedisServer::shared();
     let prefix = format!("{}:", unique("expiry"));
-    let store = connect(server, &prefix).await;
+    // No clock tolerance: entries leave Redis at their keep_until exactly.
+    let store = RedisStore::connect(
+        RedisConfig::new(server.url())
+            .prefix(&prefix)
+            .clock_tolerance(Duration::ZERO),
+    )
+    .await
+    .unwrap();
     let soon = now_secs() + 2;
     conformance::revoke(&store, &token(Some("iss"), "s", "short"), soon).await;
     conformance::cutoff(&store, Some("iss"), "s", now_micros(), soon).await;
@@ -164,6 +171,35 @@ async fn redis_entries_expire_with_their_revocations() {
     for key in ["cutoffs", "cutoffs:expiry"] {
         assert_eq!(ttl(key), -2, "{key} outlived its last entry");
     }
+}
+
+/// With a clock tolerance (default 5 minutes), Redis keeps every entry that much past
+/// its keep_until: its own clock, or one instance's, running ahead cannot drop it early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_keeps_entries_a_clock_tolerance_past_their_time() {
+    let server = RedisServer::shared();
+    let prefix = format!("{}:", unique("tolerance"));
+    let store = connect(server, &prefix).await;
+    let soon = now_secs() + 1;
+    conformance::revoke(&store, &token(None, "s", "short"), soon).await;
+    conformance::cutoff(&store, None, "s", now_micros(), soon).await;
+    for key in ["denylist", "cutoffs", "cutoffs:expiry"] {
+        let reply = server.command(&["TTL", &format!("{prefix}{key}")]);
+        let ttl: i64 = String::from_utf8(reply)
+            .unwrap()
+            .trim()
+            .trim_start_matches(':')
+            .parse()
+            .unwrap();
+        assert!((290..=301).contains(&ttl), "{key} TTL {ttl}");
+    }
+    tokio::time::sleep(Duration::from_millis(2_500)).await; // past keep_until, two sweeps
+    let card = server.command(&["ZCARD", &format!("{prefix}denylist")]);
+    assert_eq!(
+        String::from_utf8(card).unwrap().trim(),
+        ":1",
+        "not swept yet"
+    );
 }
 
 /// Zero Redis commands per authenticated request, counted by the server itself.

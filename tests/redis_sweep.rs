@@ -153,6 +153,8 @@ async fn a_mass_expiry_never_delays_the_feed() {
         RedisConfig::new(server.url())
             .prefix(prefix.clone())
             .max_staleness(STALENESS)
+            // Sweep at keep_until itself, not a tolerance later.
+            .clock_tolerance(Duration::ZERO)
     };
     let mut a = Watched {
         store: RedisStore::connect(config()).await.unwrap(),

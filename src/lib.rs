@@ -69,8 +69,13 @@
 //!    subject logged out everywhere after the token was issued.
 //!
 //! The exact rules of each step, what a revocation guarantees with each store, how a login
-//! is ordered against a logout-everywhere, what is not guaranteed, and the hardening
-//! defaults are in [SECURITY.md].
+//! is ordered against a logout-everywhere, what holds when clocks are skewed or stepped
+//! and instances run different settings ([SECURITY.md, Clocks][clocks]: each store keeps
+//! a revocation as long as the layers on it could accept the token, judged on the wall
+//! clock and elapsed time together), what is not guaranteed, and the hardening defaults
+//! are in [SECURITY.md].
+//!
+//! [clocks]: https://github.com/tower-jwt-auth/tower-jwt-auth/blob/main/SECURITY.md#clocks
 //!
 //! To log out, get a [`Revoker`] from [`JwtAuthLayer::revoker`] and keep it in the
 //! application's state (its type names no store): [`Revoker::revoke`] revokes the

@@ -36,6 +36,9 @@ pub(crate) struct Registered {
     pub(crate) jti: String,
     #[serde(default)]
     pub(crate) iat_us: Option<u64>,
+    /// The login session the token belongs to (OpenID's `sid`).
+    #[serde(default)]
+    pub(crate) sid: Option<String>,
     /// The application's claims `C` of [`Claims<C>`] (none for `C = ()`), set by the
     /// verifier; kept here so a cached token hands them out with one reference count.
     #[serde(skip)]
@@ -200,6 +203,7 @@ impl TokenInfo {
         iat_us: u64,
         exp: u64,
         aud: &[String],
+        sid: Option<&str>,
     ) -> Self {
         Self {
             reg: Arc::new(Registered {
@@ -211,6 +215,7 @@ impl TokenInfo {
                 iat: iat_us / 1_000_000,
                 jti,
                 iat_us: Some(iat_us),
+                sid: sid.map(str::to_owned),
                 custom: None,
             }),
             location: TokenLocation::Header,
@@ -235,15 +240,45 @@ impl TokenInfo {
                 iat,
                 jti: jti.to_owned(),
                 iat_us,
+                sid: None,
                 custom: None,
             }),
             location: TokenLocation::Header,
         }
     }
 
+    /// The same token, in the login session `sid` (the `sid` claim): for store tests
+    /// and custom integrations, like [`new`](Self::new).
+    #[must_use]
+    pub fn with_session(self, sid: &str) -> Self {
+        let r = &self.reg;
+        Self {
+            reg: Arc::new(Registered {
+                iss: r.iss.clone(),
+                sub: r.sub.clone(),
+                aud: Audience(r.aud.0.clone()),
+                exp: r.exp,
+                nbf: r.nbf,
+                iat: r.iat,
+                jti: r.jti.clone(),
+                iat_us: r.iat_us,
+                sid: Some(sid.to_owned()),
+                custom: None,
+            }),
+            location: self.location,
+        }
+    }
+
     /// The `iss` claim, if the token has one.
     pub fn issuer(&self) -> Option<&str> {
         self.reg.iss.as_deref()
+    }
+
+    /// The `sid` claim: the login session the token belongs to, if it names one. Ending
+    /// the session ([`Revoker::end_session`](crate::Revoker::end_session)) refuses every
+    /// token that carries it.
+    pub fn session_id(&self) -> Option<&str> {
+        self.reg.sid.as_deref()
     }
 
     /// The `sub` claim.
@@ -465,6 +500,8 @@ impl<C: Serialize + 'static> Serialize for Claims<C> {
             jti: &'a str,
             #[serde(skip_serializing_if = "Option::is_none")]
             iat_us: Option<u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            sid: Option<&'a str>,
             #[serde(flatten)]
             custom: &'a C,
         }
@@ -482,6 +519,7 @@ impl<C: Serialize + 'static> Serialize for Claims<C> {
             iat: r.iat,
             jti: &r.jti,
             iat_us: r.iat_us,
+            sid: r.sid.as_deref(),
             custom: self.custom(),
         }
         .serialize(serializer)

@@ -17,7 +17,9 @@ use crate::layer::DEFAULT_MAX_TOKEN_LIFETIME;
 use crate::verify::{check_secret, ensure_crypto_backend};
 
 /// Claim names this crate sets itself; custom claims may not use them.
-const REGISTERED: [&str; 8] = ["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "iat_us"];
+const REGISTERED: [&str; 9] = [
+    "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "iat_us", "sid",
+];
 
 /// Signs tokens at login: `sub`, a fresh random `jti`, `iat`, `iat_us` (the issue time in
 /// microseconds, which orders a login against a logout-everywhere in the same second),
@@ -146,7 +148,7 @@ impl TokenIssuer {
 
     /// Signs a token for `subject` with the application's own claims `custom`, which must
     /// serialize to a JSON object (or to nothing) and must not use a registered claim name
-    /// (`iss`, `sub`, `aud`, `exp`, `nbf`, `iat`, `jti`, `iat_us`).
+    /// (`iss`, `sub`, `aud`, `exp`, `nbf`, `iat`, `jti`, `iat_us`, `sid`).
     ///
     /// # Errors
     ///
@@ -157,6 +159,48 @@ impl TokenIssuer {
     pub fn issue_with<C: Serialize>(
         &self,
         subject: &str,
+        custom: &C,
+    ) -> Result<IssuedToken, IssueError> {
+        self.sign(subject, None, custom)
+    }
+
+    /// Signs a token for `subject` in the login session `sid` (the `sid` claim, as
+    /// OpenID names it), so that ending the session
+    /// ([`Revoker::end_session`](crate::Revoker::end_session)) refuses every token of it
+    /// at once; [`new_session_id`](Self::new_session_id) makes a fresh id at login.
+    ///
+    /// # Errors
+    ///
+    /// As [`issue_with`](Self::issue_with), and [`IssueErrorKind::InvalidClaims`] for an
+    /// empty `sid` or one over 255 bytes.
+    pub fn issue_in_session<C: Serialize>(
+        &self,
+        subject: &str,
+        sid: &str,
+        custom: &C,
+    ) -> Result<IssuedToken, IssueError> {
+        if sid.is_empty() || sid.len() > 255 {
+            return Err(IssueError::new(
+                IssueErrorKind::InvalidClaims,
+                "a session id must be 1 to 255 bytes long",
+            ));
+        }
+        self.sign(subject, Some(sid), custom)
+    }
+
+    /// A fresh session id: 128 random bits, URL-safe base64 (22 characters).
+    ///
+    /// # Errors
+    ///
+    /// [`IssueErrorKind::NoRandomness`] when the system has no randomness to give.
+    pub fn new_session_id() -> Result<String, IssueError> {
+        random_id("no randomness for the session id")
+    }
+
+    fn sign<C: Serialize>(
+        &self,
+        subject: &str,
+        sid: Option<&str>,
         custom: &C,
     ) -> Result<IssuedToken, IssueError> {
         let lifetime = self.lifetime.as_secs();
@@ -192,18 +236,10 @@ impl TokenIssuer {
         if custom.keys().any(|k| REGISTERED.contains(&k.as_str())) {
             return Err(IssueError::new(
                 IssueErrorKind::InvalidClaims,
-                "custom claims use a registered claim name (iss, sub, aud, exp, nbf, iat, jti, iat_us)",
+                "custom claims use a registered claim name (iss, sub, aud, exp, nbf, iat, jti, iat_us, sid)",
             ));
         }
-        let mut id = [0u8; 16];
-        getrandom::fill(&mut id).map_err(|e| {
-            IssueError::new(
-                IssueErrorKind::NoRandomness,
-                "no randomness for the token id",
-            )
-            .with_source(e)
-        })?;
-        let jti = URL_SAFE_NO_PAD.encode(id);
+        let jti = random_id("no randomness for the token id")?;
         let iat_us = clock::stamp();
         let iat = iat_us / 1_000_000;
         let exp = iat.saturating_add(lifetime);
@@ -219,6 +255,8 @@ impl TokenIssuer {
             iat: u64,
             iat_us: u64,
             jti: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            sid: Option<&'a str>,
             #[serde(flatten)]
             custom: &'a serde_json::Map<String, serde_json::Value>,
         }
@@ -230,6 +268,7 @@ impl TokenIssuer {
             iat,
             iat_us,
             jti: &jti,
+            sid,
             custom: &custom,
         };
         let token = jsonwebtoken::encode(&self.header, &claims, &self.key).map_err(|e| {
@@ -242,6 +281,7 @@ impl TokenIssuer {
             iat_us,
             exp,
             &self.audience,
+            sid,
         );
         Ok(IssuedToken {
             token,
@@ -249,6 +289,14 @@ impl TokenIssuer {
             lifetime,
         })
     }
+}
+
+/// 128 random bits, URL-safe base64 without padding.
+fn random_id(why: &'static str) -> Result<String, IssueError> {
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id)
+        .map_err(|e| IssueError::new(IssueErrorKind::NoRandomness, why).with_source(e))?;
+    Ok(URL_SAFE_NO_PAD.encode(id))
 }
 
 /// A freshly signed token and what a login response needs to say about it.

@@ -180,7 +180,8 @@ pub use store::redis::{
     RedisConfig, RedisStore, RedisStoreError, RedisStoreErrorKind, RedisStoreStats,
 };
 pub use store::{
-    Acceptance, Check, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff,
+    Acceptance, Check, RevocationStatus, RevocationStore, RevokedSession, RevokedToken,
+    SubjectCutoff,
 };
 pub use verify::VerificationKey;
 

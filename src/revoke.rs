@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::claims::{TokenInfo, TokenLocation};
 use crate::clock;
 use crate::error::RevokeError;
-use crate::store::{RevocationStore, RevokedToken, SubjectCutoff};
+use crate::store::{RevocationStore, RevokedSession, RevokedToken, SubjectCutoff};
 use crate::verify::Verifier;
 
 type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -21,6 +21,7 @@ type BoxFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 
 trait DynStore: Send + Sync {
     fn revoke<'a>(&'a self, token: RevokedToken<'a>) -> BoxFuture<'a>;
     fn revoke_subject<'a>(&'a self, cutoff: SubjectCutoff<'a>) -> BoxFuture<'a>;
+    fn revoke_session<'a>(&'a self, session: RevokedSession<'a>) -> BoxFuture<'a>;
 }
 
 impl<R: RevocationStore> DynStore for R {
@@ -35,6 +36,14 @@ impl<R: RevocationStore> DynStore for R {
     fn revoke_subject<'a>(&'a self, cutoff: SubjectCutoff<'a>) -> BoxFuture<'a> {
         Box::pin(async move {
             RevocationStore::revoke_subject(self, &cutoff)
+                .await
+                .map_err(BoxError::from)
+        })
+    }
+
+    fn revoke_session<'a>(&'a self, session: RevokedSession<'a>) -> BoxFuture<'a> {
+        Box::pin(async move {
+            RevocationStore::revoke_session(self, &session)
                 .await
                 .map_err(BoxError::from)
         })
@@ -92,12 +101,14 @@ impl Revoker {
 
     /// Revokes exactly this token ("log out"): its `jti` (per issuer) goes on the
     /// denylist until the token's `exp` plus the leeway, when it could no longer pass
-    /// anyway.
+    /// anyway. A token that belongs to a login session (its `sid`,
+    /// [`TokenInfo::session_id`]) ends that session too, as
+    /// [`end_session`](Self::end_session) does: every token of the session is refused.
     ///
     /// # Errors
     ///
     /// [`RevokeError`] of kind [`RevokeErrorKind::Unrecorded`](crate::RevokeErrorKind::Unrecorded) when the store did not
-    /// record it.
+    /// record it (or, for a session's token, did not record the session's end).
     pub async fn revoke(&self, token: &TokenInfo) -> Result<(), RevokeError> {
         let keep_until = token
             .expires_at()
@@ -106,6 +117,30 @@ impl Revoker {
         let entry = RevokedToken::for_token(token, keep_until);
         self.store
             .revoke(entry)
+            .await
+            .map_err(RevokeError::unrecorded)?;
+        match token.session_id() {
+            Some(sid) => self.end_session(token.issuer(), sid).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Ends the login session `sid` of `issuer` (`None` for this crate's own tokens
+    /// unless the issuer sets `iss`): every token carrying that `sid` is refused from
+    /// now on, on every instance the store reaches, for as long as one could still pass
+    /// (the end plus the lifetime cap and the leeway).
+    ///
+    /// # Errors
+    ///
+    /// [`RevokeErrorKind::Unrecorded`](crate::RevokeErrorKind::Unrecorded) when the store did not record it.
+    pub async fn end_session(&self, issuer: Option<&str>, sid: &str) -> Result<(), RevokeError> {
+        let ended = clock::stamp();
+        let keep_until = (ended / 1_000_000)
+            .saturating_add(self.verifier.max_lifetime())
+            .saturating_add(self.verifier.leeway())
+            .saturating_add(1);
+        self.store
+            .revoke_session(RevokedSession::new(issuer, sid, ended, keep_until))
             .await
             .map_err(RevokeError::unrecorded)
     }

@@ -346,7 +346,7 @@ impl Verifier {
             return Err(reasons::BAD_TYPE);
         }
         let Wire { mut reg, custom } = wire;
-        if reg.jti.is_empty() || reg.sub.is_empty() {
+        if reg.jti.is_empty() || reg.sub.is_empty() || reg.sid.as_deref() == Some("") {
             return Err(reasons::BAD_CLAIMS);
         }
         if let Some(us) = reg.iat_us

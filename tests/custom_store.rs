@@ -12,8 +12,8 @@ use std::task::{Context, Poll};
 use http::StatusCode;
 use support::{clock::*, service::*, tokens::*};
 use tower_jwt_auth::{
-    Check, JwtAuthLayer, RejectionKind, RevocationStatus, RevocationStore, RevokedToken,
-    SubjectCutoff, TokenInfo, VerificationKey,
+    Check, JwtAuthLayer, RejectionKind, RevocationStatus, RevocationStore, RevokedSession,
+    RevokedToken, SubjectCutoff, TokenInfo, VerificationKey,
 };
 
 #[derive(Debug)]
@@ -75,6 +75,10 @@ impl RevocationStore for Remote {
     }
 
     async fn revoke_subject(&self, _: &SubjectCutoff<'_>) -> Result<(), Down> {
+        Err(Down)
+    }
+
+    async fn revoke_session(&self, _: &RevokedSession<'_>) -> Result<(), Down> {
         Err(Down)
     }
 }

@@ -54,7 +54,10 @@ use moka::Expiry;
 use moka::notification::RemovalCause;
 use moka::sync::Cache;
 
-use super::{Acceptance, Check, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff};
+use super::{
+    Acceptance, Check, RevocationStatus, RevocationStore, RevokedSession, RevokedToken,
+    SubjectCutoff,
+};
 use crate::layer::DEFAULT_LEEWAY;
 use crate::{TokenInfo, clock};
 
@@ -295,6 +298,22 @@ impl Kept for Subject {
     }
 }
 
+/// An ended session: when it ended (µs) and the `keep_until` it was recorded with.
+struct Session {
+    ended: AtomicU64,
+    until: AtomicU64,
+}
+
+impl Kept for Session {
+    fn needed_until(&self, _: u64, rules: &Rules) -> u64 {
+        let until = self.until.load(Ordering::Acquire);
+        match rules.acceptance() {
+            Some(a) => until.max(a.session_needed_until(self.ended.load(Ordering::Acquire))),
+            None => until,
+        }
+    }
+}
+
 /// The revoked tokens that expire in one second.
 struct Group {
     /// Unix seconds: the latest `keep_until` of the group's tokens.
@@ -383,9 +402,14 @@ struct Inner {
     tokens: Table<Group, BuildHasherDefault<Mix>>,
     /// Subject cutoffs, by the keyed hash of (issuer, subject).
     subjects: Table<Subject, BuildHasherDefault<Identity>>,
+    /// The same for ended sessions.
+    any_sessions: AtomicBool,
+    /// Ended sessions, by the keyed hash of (issuer, sid).
+    sessions: Table<Session, BuildHasherDefault<Identity>>,
     rules: Arc<Rules>,
     token_keys: KeyHasher,
     subject_keys: KeyHasher,
+    session_keys: KeyHasher,
 }
 
 /// The embedded revocation store: revoked `jti`s and logout-everywhere cutoffs in this
@@ -435,9 +459,12 @@ impl MemoryStore {
                 any_cutoffs: AtomicBool::new(false),
                 tokens: Table::new(&rules),
                 subjects: Table::new(&rules),
+                any_sessions: AtomicBool::new(false),
+                sessions: Table::new(&rules),
                 rules,
                 token_keys: KeyHasher::new(),
                 subject_keys: KeyHasher::new(),
+                session_keys: KeyHasher::new(),
             }),
         }
     }
@@ -509,7 +536,55 @@ impl MemoryStore {
                 return RevocationStatus::Revoked;
             }
         }
+        if let Some(sid) = token.session_id()
+            && inner.any_sessions.load(Ordering::Acquire)
+        {
+            let key = inner.session_keys.key(token.issuer(), sid);
+            let found = inner
+                .sessions
+                .index
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&key)
+                .cloned();
+            if let Some(session) = found
+                && inner.sessions.live(key, &session)
+            {
+                return RevocationStatus::Revoked;
+            }
+        }
         RevocationStatus::Active
+    }
+
+    /// Records an ended session; one no longer needed is not stored.
+    pub(crate) fn insert_session(&self, session: &RevokedSession<'_>) {
+        let inner = &*self.inner;
+        let until = session.keep_until();
+        let needed = match inner.rules.acceptance() {
+            Some(a) => until.max(a.session_needed_until(session.ended_micros())),
+            None => until,
+        };
+        if !wall_before(needed) {
+            return;
+        }
+        inner.any_sessions.store(true, Ordering::Release);
+        let key = inner.session_keys.key(session.issuer(), session.sid());
+        inner.sessions.upsert(key, |held| match held {
+            Some(s) => {
+                s.ended.fetch_max(session.ended_micros(), Ordering::AcqRel);
+                s.until.fetch_max(until, Ordering::AcqRel);
+                s
+            }
+            None => Arc::new(Session {
+                ended: AtomicU64::new(session.ended_micros()),
+                until: AtomicU64::new(until),
+            }),
+        });
+    }
+
+    /// How many ended sessions are held (expired ones not counted; walks them all).
+    pub fn sessions_len(&self) -> u64 {
+        self.inner.sessions.live_values().len() as u64
     }
 
     /// Records a denylist entry; one no longer needed is not stored.
@@ -624,6 +699,11 @@ impl RevocationStore for MemoryStore {
 
     async fn revoke_subject(&self, cutoff: &SubjectCutoff<'_>) -> Result<(), Infallible> {
         let _recorded = self.insert_cutoff(cutoff);
+        Ok(())
+    }
+
+    async fn revoke_session(&self, session: &RevokedSession<'_>) -> Result<(), Infallible> {
+        self.insert_session(session);
         Ok(())
     }
 

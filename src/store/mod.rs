@@ -147,6 +147,50 @@ impl<'a> SubjectCutoff<'a> {
     }
 }
 
+/// An ended login session: every token whose `sid` is `sid` (from `issuer`) is revoked,
+/// whenever it was issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevokedSession<'a> {
+    issuer: Option<&'a str>,
+    sid: &'a str,
+    ended_micros: u64,
+    keep_until: u64,
+}
+
+impl<'a> RevokedSession<'a> {
+    /// The session `sid` of `issuer`, ended at `ended_micros` (microseconds since the
+    /// Unix epoch), to be kept until `keep_until` (Unix seconds): when every token of the
+    /// session issued up to its end has expired.
+    pub fn new(issuer: Option<&'a str>, sid: &'a str, ended_micros: u64, keep_until: u64) -> Self {
+        Self {
+            issuer,
+            sid,
+            ended_micros,
+            keep_until,
+        }
+    }
+
+    /// The issuer of the session's tokens.
+    pub fn issuer(&self) -> Option<&'a str> {
+        self.issuer
+    }
+
+    /// The session id (the tokens' `sid`).
+    pub fn sid(&self) -> &'a str {
+        self.sid
+    }
+
+    /// When the session ended, in microseconds since the Unix epoch.
+    pub fn ended_micros(&self) -> u64 {
+        self.ended_micros
+    }
+
+    /// When the entry no longer matters, in Unix seconds.
+    pub fn keep_until(&self) -> u64 {
+        self.keep_until
+    }
+}
+
 /// How long a layer accepts tokens, which is what a store needs to know to keep each
 /// revocation exactly as long as that layer could still accept a token it covers.
 ///
@@ -203,6 +247,13 @@ impl Acceptance {
             .saturating_add(1)
     }
 
+    /// The first second at which no token of a session ended at `ended_micros` can pass
+    /// (the last was issued at its end at the latest): how long the ended session is
+    /// needed. The same rule as [`cutoff_needed_until`](Self::cutoff_needed_until).
+    pub fn session_needed_until(&self, ended_micros: u64) -> u64 {
+        self.cutoff_needed_until(ended_micros)
+    }
+
     /// The rules that accept whatever either accepts.
     #[must_use]
     pub fn widest(self, other: Self) -> Self {
@@ -219,7 +270,8 @@ impl Acceptance {
 /// [`keep_until`](RevokedToken::keep_until) and a cutoff until its
 /// [`keep_until`](SubjectCutoff::keep_until) (never evicted earlier), and a subject
 /// cutoff must only ever move forward: recording an older cutoff than the one held
-/// leaves the newer one in place. A store that serves several instances should also keep
+/// leaves the newer one in place; an ended session is kept until its
+/// [`keep_until`](RevokedSession::keep_until). A store that serves several instances should also keep
 /// entries for as long as each instance's [`Acceptance`] needs them
 /// ([`retain_for`](Self::retain_for)), and judge expiry on the wall clock that tokens are
 /// judged by.
@@ -248,6 +300,13 @@ pub trait RevocationStore: Send + Sync + 'static {
     fn revoke_subject(
         &self,
         cutoff: &SubjectCutoff<'_>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Ends a login session: every token carrying its `sid` is refused from now on
+    /// (checks look at a token's session only when it names one).
+    fn revoke_session(
+        &self,
+        session: &RevokedSession<'_>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Told by each layer built on this store how long it accepts tokens: from then on,
@@ -280,6 +339,13 @@ impl<R: RevocationStore> RevocationStore for Arc<R> {
         cutoff: &SubjectCutoff<'_>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send {
         (**self).revoke_subject(cutoff)
+    }
+
+    fn revoke_session(
+        &self,
+        session: &RevokedSession<'_>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        (**self).revoke_session(session)
     }
 
     fn retain_for(&self, acceptance: &Acceptance) {

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tower_jwt_auth::{
-    Check, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff, TokenInfo,
+    Check, RevocationStatus, RevocationStore, RevokedSession, RevokedToken, SubjectCutoff,
+    TokenInfo,
 };
 
 pub fn now_secs() -> u64 {
@@ -264,6 +265,55 @@ pub async fn a_later_cutoff_extends_retention<R: RevocationStore>(store: R) {
     assert_eq!(status(&store, &t).await, Revoked);
 }
 
+pub async fn end_session<R: RevocationStore>(
+    store: &R,
+    issuer: Option<&str>,
+    sid: &str,
+    keep_until: u64,
+) {
+    store
+        .revoke_session(&RevokedSession::new(issuer, sid, now_micros(), keep_until))
+        .await
+        .expect("revoke_session failed");
+}
+
+/// An ended session refuses every token carrying its `sid` (from the same issuer),
+/// issued before or after its end, and nothing else.
+pub async fn ended_session_revokes_its_tokens_and_only_them<R: RevocationStore>(store: R) {
+    let sid = unique("sid");
+    let sub = unique("sub");
+    let before = token(Some("iss"), &sub, "a").with_session(&sid);
+    end_session(&store, Some("iss"), &sid, now_secs() + 600).await;
+    let after = token(Some("iss"), &sub, "b").with_session(&sid);
+    assert_eq!(status(&store, &before).await, Revoked);
+    assert_eq!(status(&store, &after).await, Revoked);
+    let other_session = token(Some("iss"), &sub, "c").with_session(&unique("sid"));
+    let no_session = token(Some("iss"), &sub, "d");
+    let other_issuer = token(Some("other"), &sub, "e").with_session(&sid);
+    let no_issuer = token(None, &sub, "f").with_session(&sid);
+    for t in [&other_session, &no_session, &other_issuer, &no_issuer] {
+        assert_eq!(status(&store, t).await, Active, "{:?}", t.session_id());
+    }
+}
+
+/// An ended session is kept until its keep_until, and gone right after.
+pub async fn ended_session_expires_at_keep_until<R: RevocationStore>(store: R) {
+    let sid = unique("sid");
+    let keep_until = now_secs() + 2;
+    end_session(&store, None, &sid, keep_until).await;
+    let t = token(None, "s", "j").with_session(&sid);
+    assert_eq!(status(&store, &t).await, Revoked);
+    tokio::time::sleep(Duration::from_micros(
+        (keep_until * 1_000_000 + 300_000).saturating_sub(now_micros()),
+    ))
+    .await;
+    let deadline = keep_until * 1_000_000 + 1_500_000;
+    while status(&store, &t).await == Revoked {
+        assert!(now_micros() < deadline, "session kept longer than keep_until");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Expands to one `#[tokio::test]` per case, each with a fresh store from `$make`.
 #[macro_export]
 macro_rules! suite {
@@ -280,6 +330,8 @@ macro_rules! suite {
             concurrent_cutoffs_keep_the_latest,
             cutoff_expires_at_keep_until,
             a_later_cutoff_extends_retention,
+            ended_session_revokes_its_tokens_and_only_them,
+            ended_session_expires_at_keep_until,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {

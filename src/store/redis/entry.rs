@@ -8,6 +8,8 @@
 //!   [`KEEP_UNTIL`] = its `keep_until`;
 //! - a subject cutoff: [`SUBJECT`] = the cutoffs field (see `keys::member`),
 //!   [`CUTOFF`] = the cutoff in microseconds, [`KEEP_UNTIL`] = its `keep_until`;
+//! - an ended session: [`SESSION`] = the sessions field (see `keys::member` of issuer and
+//!   sid), [`CUTOFF`] = when it ended in microseconds, [`KEEP_UNTIL`] = its `keep_until`;
 //! - a lowered cutoff: the same fields and [`LOWERED_FROM`] = the cutoff it replaced,
 //!   written when an instance took a cutoff recorded too far ahead of its clock as an
 //!   earlier one (see `memory.rs`, Time), so that every instance, and every later load,
@@ -20,13 +22,16 @@ use ::redis::Value;
 
 use super::keys;
 use super::reply::{bytes, parse_u64};
-use crate::store::{RevokedToken, SubjectCutoff};
+use crate::store::{RevokedSession, RevokedToken, SubjectCutoff};
 
 /// Field of a revoked token's entry: its denylist member.
 pub(super) const TOKEN: &str = "j";
 /// Field of a subject cutoff's entry: its cutoffs field (issuer and subject).
 pub(super) const SUBJECT: &str = "s";
-/// Field of a subject cutoff's entry: the cutoff, in microseconds.
+/// Field of an ended session's entry: its sessions field (issuer and sid).
+pub(super) const SESSION: &str = "e";
+/// Field of a subject cutoff's entry: the cutoff, in microseconds (for an ended
+/// session: when it ended).
 pub(super) const CUTOFF: &str = "c";
 /// Field of every entry: until when it is kept (Unix seconds).
 pub(super) const KEEP_UNTIL: &str = "u";
@@ -42,6 +47,8 @@ pub(super) enum Entry<'a> {
     Cutoff(SubjectCutoff<'a>),
     /// A subject's cutoff lowered from the given one (µs) to this one.
     Lowered(SubjectCutoff<'a>, u64),
+    /// An ended session.
+    Session(RevokedSession<'a>),
 }
 
 impl Entry<'_> {
@@ -50,6 +57,7 @@ impl Entry<'_> {
         match self {
             Self::Token(t) => t.keep_until(),
             Self::Cutoff(c) | Self::Lowered(c, _) => c.keep_until(),
+            Self::Session(s) => s.keep_until(),
         }
     }
 }
@@ -57,8 +65,8 @@ impl Entry<'_> {
 /// Decodes an entry's flat `[field, value, ...]` list; `None` for anything this store
 /// did not write (a missing or unreadable field), which the follower skips.
 pub(super) fn decode(fields: &[Value]) -> Option<Entry<'_>> {
-    let (mut token, mut subject, mut cutoff, mut keep, mut lowered) =
-        (None, None, None, None, None);
+    let (mut token, mut subject, mut cutoff, mut keep, mut lowered, mut session) =
+        (None, None, None, None, None, None);
     for pair in fields.chunks_exact(2) {
         let value = bytes(&pair[1])?;
         let name = bytes(&pair[0])?;
@@ -70,17 +78,24 @@ pub(super) fn decode(fields: &[Value]) -> Option<Entry<'_>> {
             cutoff = Some(value);
         } else if name == KEEP_UNTIL.as_bytes() {
             keep = Some(parse_u64(value)?);
+        } else if name == SESSION.as_bytes() {
+            session = Some(value);
         } else if name == LOWERED_FROM.as_bytes() {
             lowered = Some(parse_u64(value)?);
         }
     }
     let keep = keep?;
-    match (token, subject) {
-        (Some(member), None) => {
+    match (token, subject, session) {
+        (None, None, Some(member)) => {
+            let (iss, sid) = keys::parse_member(member)?;
+            let ended = parse_u64(cutoff?)?;
+            Some(Entry::Session(RevokedSession::new(iss, sid, ended, keep)))
+        }
+        (Some(member), None, None) => {
             let (exp, iss, jti) = keys::parse_token_member(member)?;
             Some(Entry::Token(RevokedToken::new(iss, jti, exp, keep)))
         }
-        (None, Some(member)) => {
+        (None, Some(member), None) => {
             let (iss, sub) = keys::parse_member(member)?;
             let cutoff = SubjectCutoff::new(iss, sub, parse_u64(cutoff?)?, keep);
             Some(match lowered {
@@ -110,13 +125,14 @@ mod tests {
 
     #[test]
     fn field_names_are_safe_inside_a_lua_string() {
-        for name in [TOKEN, SUBJECT, CUTOFF, KEEP_UNTIL, LOWERED_FROM] {
+        let all = [TOKEN, SUBJECT, CUTOFF, KEEP_UNTIL, LOWERED_FROM, SESSION];
+        for name in all {
             assert!(!name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric()));
         }
-        let mut names = vec![TOKEN, SUBJECT, CUTOFF, KEEP_UNTIL, LOWERED_FROM];
+        let mut names = all.to_vec();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 5, "field names must differ");
+        assert_eq!(names.len(), all.len(), "field names must differ");
     }
 
     #[test]
@@ -156,6 +172,20 @@ mod tests {
                 SubjectCutoff::new(None, "alice", 1_700_000_000_123_456, 1_800_000_000),
                 1_700_000_600_000_000
             ))
+        );
+        let member = keys::member(Some("iss"), "sid-1");
+        assert_eq!(
+            decode(&fields(&[
+                (SESSION, &member),
+                (CUTOFF, b"1700000000123456"),
+                (KEEP_UNTIL, b"1800000000"),
+            ])),
+            Some(Entry::Session(RevokedSession::new(
+                Some("iss"),
+                "sid-1",
+                1_700_000_000_123_456,
+                1_800_000_000
+            )))
         );
     }
 

@@ -249,6 +249,9 @@ impl Feed {
                 Entry::Lowered(cutoff, from) => {
                     scripts::lower_cutoff(&self.keys, &self.timing, &cutoff, from)
                 }
+                Entry::Session(session) => {
+                    scripts::revoke_session(&self.keys, &self.timing, &session)
+                }
             };
             if let Err(e) = bounded(self.timing.command, script.invoke_async::<Value>(c)).await {
                 self.shared.give_back(owed.into_iter().skip(i));

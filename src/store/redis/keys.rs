@@ -1,6 +1,6 @@
 //! Redis key names and the encoding of (issuer, id) pairs as set members.
 
-/// The four Redis keys of one store, all under the configured prefix.
+/// The Redis keys of one store, all under the configured prefix.
 #[derive(Debug, Clone)]
 pub(super) struct Keys {
     /// Sorted set: member = encoded (`exp`, issuer, jti), score = `keep_until`.
@@ -9,6 +9,10 @@ pub(super) struct Keys {
     pub(super) cutoffs: String,
     /// Sorted set: member = encoded (issuer, sub), score = `keep_until` (the sweep's index).
     pub(super) cutoff_expiry: String,
+    /// Hash: field = encoded (issuer, sid), value = `"<ended_micros>:<keep_until>"`.
+    pub(super) sessions: String,
+    /// Sorted set: member = encoded (issuer, sid), score = `keep_until`.
+    pub(super) session_expiry: String,
     /// Stream: the change feed, one entry per write.
     pub(super) feed: String,
 }
@@ -19,6 +23,8 @@ impl Keys {
             denylist: format!("{prefix}denylist"),
             cutoffs: format!("{prefix}cutoffs"),
             cutoff_expiry: format!("{prefix}cutoffs:expiry"),
+            sessions: format!("{prefix}sessions"),
+            session_expiry: format!("{prefix}sessions:expiry"),
             feed: format!("{prefix}feed"),
         }
     }

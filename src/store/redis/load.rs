@@ -18,7 +18,7 @@ use super::keys::{self, Keys};
 use super::mirror::Shared;
 use super::reply::{bytes, entry_id, flat_pairs, parse_cutoff, score, unexpected};
 use super::timing::{Timing, bounded};
-use crate::store::{RevokedToken, SubjectCutoff};
+use crate::store::{RevokedSession, RevokedToken, SubjectCutoff};
 
 /// About how many members one read of the load returns.
 const LOAD_WINDOW: usize = 10_000;
@@ -65,7 +65,8 @@ pub(super) async fn resync(
     });
     let loaded = async {
         load_denylist(c, keys, timing, &tx).await?;
-        load_cutoffs(c, keys, timing, &tx).await
+        load_hash(c, &keys.cutoffs, timing, &tx, Batch::Cutoffs).await?;
+        load_hash(c, &keys.sessions, timing, &tx, Batch::Sessions).await
     }
     .await;
     drop(tx);
@@ -142,25 +143,22 @@ async fn load_denylist(
     Ok(())
 }
 
-/// Reads every cutoff: with one atomic `HGETALL` when there are not too many (the usual
-/// case: one per subject that logged out everywhere within a token lifetime), else with
-/// `HSCAN`, which returns every field present for the whole scan.
-async fn load_cutoffs(
+/// Reads every cutoff (or ended session): with one atomic `HGETALL` when there are not
+/// too many (the usual case: one per subject that logged out everywhere within a token
+/// lifetime), else with `HSCAN`, which returns every field present for the whole scan.
+async fn load_hash(
     c: &mut MultiplexedConnection,
-    keys: &Keys,
+    key: &str,
     timing: &Timing,
     tx: &Sender<Batch>,
+    batch: fn(Vec<Value>) -> Batch,
 ) -> Result<(), RedisStoreError> {
-    let key = &keys.cutoffs;
     let len: usize = bounded(timing.load, ::redis::cmd("HLEN").arg(key).query_async(c)).await?;
     if len <= CUTOFFS_AT_ONCE {
         let reply: Value =
             bounded(timing.load, ::redis::cmd("HGETALL").arg(key).query_async(c)).await?;
         let items = flat_pairs(reply)?;
-        return tx
-            .send(Batch::Cutoffs(items))
-            .await
-            .map_err(|_| unexpected());
+        return tx.send(batch(items)).await.map_err(|_| unexpected());
     }
     let mut cursor = b"0".to_vec();
     loop {
@@ -180,7 +178,7 @@ async fn load_cutoffs(
         let (Some(items), Some(Value::BulkString(next))) = (parts.pop(), parts.pop()) else {
             return Err(unexpected());
         };
-        tx.send(Batch::Cutoffs(flat_pairs(items)?))
+        tx.send(batch(flat_pairs(items)?))
             .await
             .map_err(|_| unexpected())?;
         if next == b"0" {
@@ -196,13 +194,15 @@ enum Batch {
     Tokens(Vec<Value>),
     /// Cutoff fields and their `"<cutoff>:<keep_until>"` values.
     Cutoffs(Vec<Value>),
+    /// Session fields and their `"<ended>:<keep_until>"` values.
+    Sessions(Vec<Value>),
 }
 
 impl Batch {
     /// Applies the pairs to the mirror and returns how many there were; a pair this
     /// store did not write is skipped (and not counted).
     fn apply(&self, shared: &Shared) -> u64 {
-        let (Self::Tokens(items) | Self::Cutoffs(items)) = self;
+        let (Self::Tokens(items) | Self::Cutoffs(items) | Self::Sessions(items)) = self;
         let mut applied = 0;
         for pair in items.chunks_exact(2) {
             let Some(member) = bytes(&pair[0]) else {
@@ -222,6 +222,14 @@ impl Batch {
                         && let Some((cutoff, keep)) = bytes(&pair[1]).and_then(parse_cutoff)
                     {
                         shared.apply(&Entry::Cutoff(SubjectCutoff::new(iss, id, cutoff, keep)));
+                        applied += 1;
+                    }
+                }
+                Self::Sessions(_) => {
+                    if let Some((iss, sid)) = keys::parse_member(member)
+                        && let Some((ended, keep)) = bytes(&pair[1]).and_then(parse_cutoff)
+                    {
+                        shared.apply(&Entry::Session(RevokedSession::new(iss, sid, ended, keep)));
                         applied += 1;
                     }
                 }

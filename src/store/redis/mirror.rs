@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::entry::Entry;
 use crate::store::memory::MemoryStore;
-use crate::store::{Acceptance, RevocationStatus, RevokedToken, SubjectCutoff};
+use crate::store::{Acceptance, RevocationStatus, RevokedSession, RevokedToken, SubjectCutoff};
 use crate::{TokenInfo, clock};
 
 /// The most writes the feed task may owe Redis at once (see [`Owned`]); more are
@@ -218,7 +218,29 @@ impl Shared {
                 }
             }
             Entry::Lowered(cutoff, from) => self.mirror.lower_cutoff(cutoff, *from),
+            Entry::Session(session) => {
+                self.mirror.insert_session(session);
+                if let Some(a) = acceptance
+                    && a.session_needed_until(session.ended_micros()) > session.keep_until()
+                {
+                    push_bounded(
+                        &self.owed,
+                        Owned::of(&Entry::Session(self.widened_session(session))),
+                    );
+                }
+            }
         }
+    }
+
+    /// `session`, kept at least as long as this instance's layers need it.
+    pub(super) fn widened_session<'a>(&self, session: &RevokedSession<'a>) -> RevokedSession<'a> {
+        let keep = match self.mirror.acceptance() {
+            Some(a) => session
+                .keep_until()
+                .max(a.session_needed_until(session.ended_micros())),
+            None => session.keep_until(),
+        };
+        RevokedSession::new(session.issuer(), session.sid(), session.ended_micros(), keep)
     }
 
     /// Takes the rules of a layer built on this store; applies the entries parked
@@ -288,6 +310,13 @@ pub(super) enum Owned {
         exp: u64,
         keep: u64,
     },
+    /// An ended session.
+    Session {
+        issuer: Option<Box<str>>,
+        sid: Box<str>,
+        ended: u64,
+        keep: u64,
+    },
     /// A subject cutoff; `lowered_from` when it lowered another one.
     Cutoff {
         issuer: Option<Box<str>>,
@@ -306,6 +335,12 @@ impl Owned {
                 jti: t.jti().into(),
                 exp: t.expires_at(),
                 keep: t.keep_until(),
+            },
+            Entry::Session(s) => Self::Session {
+                issuer: s.issuer().map(Into::into),
+                sid: s.sid().into(),
+                ended: s.ended_micros(),
+                keep: s.keep_until(),
             },
             Entry::Cutoff(c) | Entry::Lowered(c, _) => Self::Cutoff {
                 issuer: c.issuer().map(Into::into),
@@ -328,6 +363,12 @@ impl Owned {
                 exp,
                 keep,
             } => Entry::Token(RevokedToken::new(issuer.as_deref(), jti, *exp, *keep)),
+            Self::Session {
+                issuer,
+                sid,
+                ended,
+                keep,
+            } => Entry::Session(RevokedSession::new(issuer.as_deref(), sid, *ended, *keep)),
             Self::Cutoff {
                 issuer,
                 subject,

@@ -41,7 +41,10 @@ use self::keys::Keys;
 use self::mirror::Shared;
 use self::sweep::Sweeper;
 use self::timing::{Timing, bounded};
-use super::{Acceptance, Check, RevocationStatus, RevocationStore, RevokedToken, SubjectCutoff};
+use super::{
+    Acceptance, Check, RevocationStatus, RevocationStore, RevokedSession, RevokedToken,
+    SubjectCutoff,
+};
 use crate::{TokenInfo, clock};
 
 /// [`RedisConfig::clock_tolerance`]'s default.
@@ -501,6 +504,18 @@ impl RevocationStore for RedisStore {
         ))
         .await?;
         inner.shared.apply(&Entry::Cutoff(cutoff));
+        Ok(())
+    }
+
+    async fn revoke_session(&self, session: &RevokedSession<'_>) -> Result<(), RedisStoreError> {
+        let inner = &*self.inner;
+        let session = inner.shared.widened_session(session);
+        if session.keep_until() <= clock::now_secs() {
+            return Ok(());
+        }
+        self.write(&scripts::revoke_session(&inner.keys, &inner.timing, &session))
+            .await?;
+        inner.shared.apply(&Entry::Session(session));
         Ok(())
     }
 

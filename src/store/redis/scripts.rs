@@ -16,11 +16,11 @@ use ::redis::Script;
 
 use ::redis::ScriptInvocation;
 
-use super::entry::{CUTOFF, KEEP_UNTIL, LOWERED_FROM, SUBJECT, TOKEN};
+use super::entry::{CUTOFF, KEEP_UNTIL, LOWERED_FROM, SESSION, SUBJECT, TOKEN};
 use super::keys::{self, Keys};
 use super::timing::Timing;
 use crate::clock;
-use crate::store::{RevokedToken, SubjectCutoff};
+use crate::store::{RevokedSession, RevokedToken, SubjectCutoff};
 
 /// Longest time kept in Redis, whatever an entry asks for.
 const MAX_KEEP_SECS: u64 = 100 * 365 * 24 * 3600;
@@ -63,6 +63,24 @@ pub(super) fn revoke_subject<'a>(
         .arg(keys::member(cutoff.issuer(), cutoff.subject()))
         .arg(cutoff.cutoff_micros())
         .arg(clamp_keep(cutoff.keep_until()))
+        .arg(timing.retention_ms)
+        .arg(timing.clock_tolerance_secs);
+    script
+}
+
+/// The [`REVOKE_SESSION`] call that records `session`.
+pub(super) fn revoke_session<'a>(
+    keys: &'a Keys,
+    timing: &Timing,
+    session: &RevokedSession<'_>,
+) -> ScriptInvocation<'a> {
+    let mut script = REVOKE_SESSION.key(&keys.sessions);
+    script
+        .key(&keys.session_expiry)
+        .key(&keys.feed)
+        .arg(keys::member(session.issuer(), session.sid()))
+        .arg(session.ended_micros())
+        .arg(clamp_keep(session.keep_until()))
         .arg(timing.retention_ms)
         .arg(timing.clock_tolerance_secs);
     script
@@ -118,7 +136,18 @@ return redis.call('XADD', KEYS[2], 'MINID', '~', string.format('%d', minid), '*'
 ///
 /// KEYS: cutoffs, cutoff expiry, feed. ARGV: member, cutoff (µs), keep_until (s),
 /// feed retention (ms), clock tolerance (s).
-pub(super) static REVOKE_SUBJECT: LazyLock<Script> = LazyLock::new(|| {
+pub(super) static REVOKE_SUBJECT: LazyLock<Script> = LazyLock::new(|| later_of(SUBJECT));
+
+/// Ends a session the way [`REVOKE_SUBJECT`] records a cutoff (the later end and the
+/// later `keep_until` win), in the sessions keys, with its own feed field.
+///
+/// KEYS: sessions, session expiry, feed. ARGV: member, ended (µs), keep_until (s), feed
+/// retention (ms), clock tolerance (s).
+pub(super) static REVOKE_SESSION: LazyLock<Script> = LazyLock::new(|| later_of(SESSION));
+
+/// The script of [`REVOKE_SUBJECT`] and [`REVOKE_SESSION`]; `field` names the entry's
+/// member in the feed.
+fn later_of(field: &str) -> Script {
     Script::new(&format!(
         r"
 local function later(a, b)
@@ -143,10 +172,10 @@ redis.call('EXPIREAT', KEYS[2], last)
 local t = redis.call('TIME')
 local minid = math.max(0, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[4]))
 return redis.call('XADD', KEYS[3], 'MINID', '~', string.format('%d', minid), '*',
-    '{SUBJECT}', ARGV[1], '{CUTOFF}', cutoff, '{KEEP_UNTIL}', keep_s)
+    '{field}', ARGV[1], '{CUTOFF}', cutoff, '{KEEP_UNTIL}', keep_s)
 "
     ))
-});
+}
 
 /// Lowers a subject's cutoff from `ARGV[2]` to `ARGV[3]` (both µs), only if it still
 /// holds exactly `ARGV[2]` (a later cutoff recorded meanwhile stays), and appends the
@@ -170,14 +199,15 @@ return 1
     ))
 });
 
-/// Removes up to `ARGV[1]` expired denylist entries and as many expired cutoffs; returns
+/// Removes up to `ARGV[1]` expired denylist entries and as many expired cutoffs and ended
+/// sessions; returns
 /// how many were removed. An entry is expired once both Redis's clock and the sweeping
 /// instance's (`ARGV[2]`) are past its `keep_until` by the tolerance (`ARGV[3]`).
 /// Expired entries are already ignored by every reader; this only frees memory. Nothing
 /// goes to the feed: each mirror expires its entries itself.
 ///
-/// KEYS: denylist, cutoffs, cutoff expiry. ARGV: limit, this instance's time (s), clock
-/// tolerance (s).
+/// KEYS: denylist, cutoffs, cutoff expiry, sessions, session expiry. ARGV: limit, this
+/// instance's time (s), clock tolerance (s).
 pub(super) static SWEEP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -189,11 +219,13 @@ if #dead > 0 then
   redis.call('ZREM', KEYS[1], unpack(dead))
   n = n + #dead
 end
-dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, ARGV[1])
-if #dead > 0 then
-  redis.call('HDEL', KEYS[2], unpack(dead))
-  redis.call('ZREM', KEYS[3], unpack(dead))
-  n = n + #dead
+for i = 2, 4, 2 do
+  dead = redis.call('ZRANGEBYSCORE', KEYS[i + 1], '-inf', now, 'LIMIT', 0, ARGV[1])
+  if #dead > 0 then
+    redis.call('HDEL', KEYS[i], unpack(dead))
+    redis.call('ZREM', KEYS[i + 1], unpack(dead))
+    n = n + #dead
+  end
 end
 return n
 ",

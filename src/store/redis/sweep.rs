@@ -119,6 +119,8 @@ async fn sweep(
                 .key(&keys.denylist)
                 .key(&keys.cutoffs)
                 .key(&keys.cutoff_expiry)
+                .key(&keys.sessions)
+                .key(&keys.session_expiry)
                 .arg(SWEEP_LIMIT)
                 .arg(crate::clock::now_secs())
                 .arg(timing.clock_tolerance_secs)

@@ -65,8 +65,9 @@
 //! 3. **verifies** the signature with the [`VerificationKey`] that the token's `kid` names,
 //!    in that key's one algorithm (several keys allow rotation), and the registered claims
 //!    (`exp`, `nbf`, `iat`, `sub`, `jti`, and `iss`, `aud`, `typ` when configured);
-//! 4. **asks the [`RevocationStore`]** whether the token's `jti` was revoked, or its
-//!    subject logged out everywhere after the token was issued.
+//! 4. **asks the [`RevocationStore`]** whether the token's `jti` was revoked, its
+//!    session (`sid`) ended, or its subject logged out everywhere after the token was
+//!    issued.
 //!
 //! The exact rules of each step, what a revocation guarantees with each store, how a login
 //! is ordered against a logout-everywhere, what holds when clocks are skewed or stepped
@@ -80,7 +81,10 @@
 //! To log out, get a [`Revoker`] from [`JwtAuthLayer::revoker`] and keep it in the
 //! application's state (its type names no store): [`Revoker::revoke`] revokes the
 //! request's [`TokenInfo`], [`Revoker::revoke_token`] a token held as a string (verified
-//! first), [`Revoker::revoke_all`] every token issued to its subject up to now.
+//! first), [`Revoker::revoke_all`] every token issued to its subject up to now. Tokens
+//! issued in a login session ([`TokenIssuer::issue_in_session`], the `sid` claim) are
+//! refused together once the session ends: [`Revoker::end_session`], or a logout of any
+//! one of them.
 //! [`JwtAuthLayer::verify`] checks a token string with the layer's rules.
 //!
 //! # Answers

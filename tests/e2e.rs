@@ -257,6 +257,11 @@ async fn login_answers_a_token_and_sets_the_cookie() {
         900
     );
     assert!(claims["jti"].as_str().is_some_and(|j| !j.is_empty()));
+    // Each login is a session of its own.
+    let sid = claims["sid"].as_str().expect("the access token carries a sid");
+    assert_eq!(sid.len(), 22);
+    let again = claims_of(server.login("alice").await.token.as_str());
+    assert_ne!(again["sid"].as_str(), Some(sid));
 
     let cookie = reply.header(header::SET_COOKIE).unwrap();
     let mut parts = cookie.split("; ");
@@ -955,6 +960,13 @@ impl RevocationStore for FailingStore {
     }
 
     async fn revoke_subject(&self, _: &SubjectCutoff<'_>) -> Result<(), StoreDown> {
+        Err(StoreDown)
+    }
+
+    async fn revoke_session(
+        &self,
+        _: &tower_jwt_auth::RevokedSession<'_>,
+    ) -> Result<(), StoreDown> {
         Err(StoreDown)
     }
 }

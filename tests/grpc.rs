@@ -311,6 +311,13 @@ impl RevocationStore for Down {
     async fn revoke_subject(&self, _: &SubjectCutoff<'_>) -> Result<(), Unreachable> {
         Err(Unreachable)
     }
+
+    async fn revoke_session(
+        &self,
+        _: &tower_jwt_auth::RevokedSession<'_>,
+    ) -> Result<(), Unreachable> {
+        Err(Unreachable)
+    }
 }
 
 #[tokio::test]

@@ -47,7 +47,11 @@ fn a_bad_session_id_is_refused_when_issuing() {
     let err = issuer()
         .issue_in_session("alice", "s", &serde_json::json!({ "sid": "other" }))
         .unwrap_err();
-    assert_eq!(err.kind(), IssueErrorKind::InvalidClaims, "sid is registered");
+    assert_eq!(
+        err.kind(),
+        IssueErrorKind::InvalidClaims,
+        "sid is registered"
+    );
 }
 
 #[tokio::test]

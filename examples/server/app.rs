@@ -394,7 +394,10 @@ async fn login(
             "wrong username or password",
         );
     };
-    let token = match app.issuer.issue(user) {
+    // Each login is a session of its own (the token's `sid`): logging out ends it.
+    let token = match TokenIssuer::new_session_id()
+        .and_then(|sid| app.issuer.issue_in_session(user, &sid, &()))
+    {
         Ok(token) => token,
         Err(e) => {
             tracing::error!(error = %e, "could not issue a token");

@@ -309,7 +309,10 @@ pub async fn ended_session_expires_at_keep_until<R: RevocationStore>(store: R) {
     .await;
     let deadline = keep_until * 1_000_000 + 1_500_000;
     while status(&store, &t).await == Revoked {
-        assert!(now_micros() < deadline, "session kept longer than keep_until");
+        assert!(
+            now_micros() < deadline,
+            "session kept longer than keep_until"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -78,6 +78,11 @@ impl Shared {
         self.mirror.len()
     }
 
+    /// How many ended sessions the mirror holds (walks them).
+    pub(super) fn sessions_len(&self) -> u64 {
+        self.mirror.sessions_len()
+    }
+
     /// How many times [`len`](Self::len) was called.
     #[cfg(test)]
     pub(super) fn len_calls(&self) -> u64 {
@@ -240,7 +245,12 @@ impl Shared {
                 .max(a.session_needed_until(session.ended_micros())),
             None => session.keep_until(),
         };
-        RevokedSession::new(session.issuer(), session.sid(), session.ended_micros(), keep)
+        RevokedSession::new(
+            session.issuer(),
+            session.sid(),
+            session.ended_micros(),
+            keep,
+        )
     }
 
     /// Takes the rules of a layer built on this store; applies the entries parked

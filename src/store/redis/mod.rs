@@ -233,6 +233,8 @@ pub struct RedisStoreStats {
     pub revoked_tokens: u64,
     /// Subject cutoffs ("log out everywhere") the mirror holds. A gauge.
     pub subject_cutoffs: u64,
+    /// Ended login sessions the mirror holds. A gauge.
+    pub ended_sessions: u64,
     /// Full reloads from Redis's sets after the start-up load, each because the feed
     /// could no longer be caught up from (entries trimmed or lost). A counter.
     pub resyncs: u64,
@@ -417,6 +419,7 @@ impl RedisStore {
             mirror_age: shared.age(),
             revoked_tokens,
             subject_cutoffs,
+            ended_sessions: shared.sessions_len(),
             resyncs: counters.resyncs,
             reconnects: counters.reconnects,
             feed_entries: counters.entries_applied,
@@ -513,8 +516,12 @@ impl RevocationStore for RedisStore {
         if session.keep_until() <= clock::now_secs() {
             return Ok(());
         }
-        self.write(&scripts::revoke_session(&inner.keys, &inner.timing, &session))
-            .await?;
+        self.write(&scripts::revoke_session(
+            &inner.keys,
+            &inner.timing,
+            &session,
+        ))
+        .await?;
         inner.shared.apply(&Entry::Session(session));
         Ok(())
     }

@@ -258,7 +258,9 @@ async fn login_answers_a_token_and_sets_the_cookie() {
     );
     assert!(claims["jti"].as_str().is_some_and(|j| !j.is_empty()));
     // Each login is a session of its own.
-    let sid = claims["sid"].as_str().expect("the access token carries a sid");
+    let sid = claims["sid"]
+        .as_str()
+        .expect("the access token carries a sid");
     assert_eq!(sid.len(), 22);
     let again = claims_of(server.login("alice").await.token.as_str());
     assert_ne!(again["sid"].as_str(), Some(sid));

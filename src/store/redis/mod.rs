@@ -267,7 +267,11 @@ impl RedisConfig {
 /// Checks are answered synchronously ([`Check::Ready`]) from a local mirror that a
 /// background task keeps current; [`connect`](Self::connect) loads every current
 /// revocation before it returns. A revoke returns `Err` unless Redis confirmed it within
-/// [`command_timeout`](RedisConfig::command_timeout): never report such a logout as done.
+/// [`command_timeout`](RedisConfig::command_timeout) (and, with
+/// [`min_replicas`](RedisConfig::min_replicas), that many replicas within
+/// [`replica_wait_timeout`](RedisConfig::replica_wait_timeout)): never report such a
+/// logout as done. With [`RedisConfig::sentinel`], the store follows a failover by
+/// itself.
 /// Once the mirror has not been confirmed current for
 /// [`max_staleness`](RedisConfig::max_staleness), checks fail closed
 /// ([`RedisStoreErrorKind::Stale`], a 503 from the layer) until it has caught up.

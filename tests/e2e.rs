@@ -1070,6 +1070,115 @@ fn bad_configuration_is_refused_without_showing_the_secret() {
     }
 }
 
+#[test]
+fn redis_high_availability_settings() {
+    let config = env(&[
+        (
+            "REDIS_SENTINELS",
+            "127.0.0.1:26379, sentinel-2.internal:26380,[::1]:26381",
+        ),
+        ("REDIS_SENTINEL_MASTER", "revocations"),
+        ("REDIS_MIN_REPLICAS", "1"),
+        ("REDIS_WAIT_TIMEOUT_MS", "250"),
+    ])
+    .unwrap();
+    assert!(config.redis_url.is_none());
+    assert_eq!(
+        config.redis_sentinel,
+        Some((
+            vec![
+                "127.0.0.1:26379".to_owned(),
+                "sentinel-2.internal:26380".to_owned(),
+                "[::1]:26381".to_owned()
+            ],
+            "revocations".to_owned()
+        ))
+    );
+    assert_eq!(config.redis_min_replicas, 1);
+    assert_eq!(config.redis_wait_timeout, Some(Duration::from_millis(250)));
+    let plain = env(&[("REDIS_URL", "redis://127.0.0.1:6379")]).unwrap();
+    assert_eq!(plain.redis_min_replicas, 0);
+    assert!(plain.redis_sentinel.is_none() && plain.redis_wait_timeout.is_none());
+}
+
+#[test]
+fn bad_redis_high_availability_settings_are_refused_clearly() {
+    let sentinel = ("REDIS_SENTINELS", "127.0.0.1:26379");
+    let master = ("REDIS_SENTINEL_MASTER", "revocations");
+    for (vars, names) in [
+        (
+            &[sentinel][..],
+            &["REDIS_SENTINELS", "REDIS_SENTINEL_MASTER"][..],
+        ),
+        (&[master], &["REDIS_SENTINEL_MASTER", "REDIS_SENTINELS"]),
+        (
+            &[("REDIS_SENTINELS", "127.0.0.1"), master],
+            &["REDIS_SENTINELS", "host:port"],
+        ),
+        (
+            &[("REDIS_SENTINELS", "127.0.0.1:26379,,"), master],
+            &["REDIS_SENTINELS"],
+        ),
+        (
+            &[("REDIS_SENTINELS", "redis://127.0.0.1:26379"), master],
+            &["REDIS_SENTINELS"],
+        ),
+        (
+            &[
+                sentinel,
+                master,
+                ("REDIS_URL", "redis://:password@127.0.0.1:6379"),
+            ],
+            &["REDIS_URL", "REDIS_SENTINELS"],
+        ),
+        (
+            &[
+                ("REDIS_URL", "redis://127.0.0.1:6379"),
+                ("REDIS_MIN_REPLICAS", "-1"),
+            ],
+            &["REDIS_MIN_REPLICAS"],
+        ),
+        (
+            &[
+                ("REDIS_URL", "redis://127.0.0.1:6379"),
+                ("REDIS_MIN_REPLICAS", "one"),
+            ],
+            &["REDIS_MIN_REPLICAS"],
+        ),
+        (
+            &[("REDIS_MIN_REPLICAS", "1")],
+            &["REDIS_MIN_REPLICAS", "REDIS_URL"],
+        ),
+        (
+            &[
+                ("REDIS_URL", "redis://127.0.0.1:6379"),
+                ("REDIS_WAIT_TIMEOUT_MS", "0"),
+            ],
+            &["REDIS_WAIT_TIMEOUT_MS"],
+        ),
+        (
+            &[
+                ("REDIS_URL", "redis://127.0.0.1:6379"),
+                ("REDIS_WAIT_TIMEOUT_MS", "1s"),
+            ],
+            &["REDIS_WAIT_TIMEOUT_MS"],
+        ),
+        (
+            &[
+                ("REDIS_URL", "redis://127.0.0.1:6379"),
+                ("REDIS_CLUSTER_NODES", "127.0.0.1:7000,127.0.0.1:7001"),
+            ],
+            &["REDIS_CLUSTER_NODES", "not support"],
+        ),
+    ] {
+        let message = env(vars).expect_err("refused");
+        for name in names {
+            assert!(message.contains(name), "{vars:?}: {message}");
+        }
+        assert!(!message.contains("password"), "{message}");
+    }
+}
+
 #[tokio::test]
 async fn a_token_from_one_secret_is_refused_by_a_server_with_another() {
     // Two servers with random secrets (JWT_SECRET unset) do not accept each other's tokens.

@@ -455,3 +455,206 @@ async fn a_full_redis_refuses_logouts_but_checks_go_on() {
     })
     .await;
 }
+
+/// A quiet spell longer than the feed's retention, then one write while an instance is
+/// cut off: that write's append trims everything the instance had read (and nothing it
+/// had not). Reconnected, it reads on from the feed: no full resync (issue 14).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_after_a_quiet_spell_does_not_resync_when_nothing_was_missed() {
+    let server = RedisServer::start();
+    let user = CutOff::create(&server, "b");
+    let prefix = "quiet:";
+    let feed = format!("{prefix}feed");
+    let a = connect(server.url(), prefix).await;
+    let b = connect(user.url(), prefix).await;
+    let known = fresh_token();
+    revoke(&a, &known).await.unwrap();
+    eventually(Duration::from_secs(2), "b learns of it", || {
+        ready(&b, &known) == Revoked
+    })
+    .await;
+
+    // Only the write made while b is away is left in the feed, as the append after a
+    // quiet spell longer than the retention leaves it.
+    user.cut();
+    let after_quiet = fresh_token();
+    revoke(&a, &after_quiet).await.unwrap();
+    let trimmed = server.command(&["XTRIM", &feed, "MAXLEN", "1"]);
+    assert_ne!(trimmed, b":0\r\n", "nothing was trimmed");
+    user.restore();
+    eventually(Duration::from_secs(5), "b catches up", || {
+        check(&b, &after_quiet).is_ok_and(|s| s == Revoked)
+    })
+    .await;
+    assert_eq!(b.stats().resyncs, 0, "b resynced though it missed nothing");
+
+    // The same with nothing written at all while b is away, and the feed trimmed empty.
+    user.cut();
+    let emptied = server.command(&["XTRIM", &feed, "MAXLEN", "0"]);
+    assert_ne!(emptied, b":0\r\n", "nothing was trimmed");
+    user.restore();
+    let back = Instant::now();
+    eventually(Duration::from_secs(5), "b reconnects", || {
+        b.stats().reconnects >= 2 && b.mirror_age() < back.elapsed()
+    })
+    .await;
+    assert_eq!(b.stats().resyncs, 0, "b resynced though it missed nothing");
+    let next = fresh_token();
+    revoke(&a, &next).await.unwrap();
+    eventually(Duration::from_secs(2), "b follows the feed", || {
+        ready(&b, &next) == Revoked
+    })
+    .await;
+    assert_eq!(b.stats().resyncs, 0);
+
+    // But when something b had not read was trimmed away, it does resync.
+    user.cut();
+    let lost = fresh_token();
+    revoke(&a, &lost).await.unwrap();
+    revoke(&a, &fresh_token()).await.unwrap();
+    server.command(&["XTRIM", &feed, "MAXLEN", "1"]);
+    user.restore();
+    eventually(Duration::from_secs(5), "b resyncs", || {
+        check(&b, &lost).is_ok_and(|s| s == Revoked)
+    })
+    .await;
+    assert_eq!(b.stats().resyncs, 1);
+}
+
+/// The feed b reconnects to ends before the last entry b read, as after a failover to a
+/// replica that had not received it, and the sets hold a revocation whose feed entry b
+/// never sees. b must notice and resync instead of waiting for ids that will never
+/// come (issue 14).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_behind_what_an_instance_read_makes_it_resync() {
+    let server = RedisServer::start();
+    let user = CutOff::create(&server, "b");
+    let prefix = "behind:";
+    let feed = format!("{prefix}feed");
+    let a = connect(server.url(), prefix).await;
+    let b = connect(user.url(), prefix).await;
+    let known = fresh_token();
+    revoke(&a, &known).await.unwrap();
+    eventually(Duration::from_secs(2), "b learns of it", || {
+        ready(&b, &known) == Revoked
+    })
+    .await;
+
+    user.cut();
+    drop(a);
+    // Another history: an older feed, and a revocation in the set only.
+    server.command(&["DEL", &feed]);
+    let added = server.command(&["XADD", &feed, "1-1", "x", "y"]);
+    assert!(
+        added.starts_with(b"$") || added.starts_with(b"1-1"),
+        "{added:?}"
+    );
+    let only_in_sets = fresh_token();
+    let member = format!(
+        "{}.+{}:{}{}",
+        only_in_sets.expires_at(),
+        only_in_sets.issuer().unwrap().len(),
+        only_in_sets.issuer().unwrap(),
+        only_in_sets.jti()
+    );
+    let keep = (now_secs() + 600).to_string();
+    server.command(&["ZADD", &format!("{prefix}denylist"), &keep, &member]);
+    user.restore();
+    eventually(Duration::from_secs(5), "b resyncs", || {
+        check(&b, &only_in_sets).is_ok_and(|s| s == Revoked)
+    })
+    .await;
+    assert_eq!(b.stats().resyncs, 1);
+    assert_eq!(ready(&b, &known), Revoked, "the mirror forgot what it knew");
+
+    // The same when the other history goes back past b's last id without it.
+    user.cut();
+    server.command(&["DEL", &feed]);
+    // b's last id is now 1-1 (the newest entry when it resynced): this history has an
+    // entry before it and one after it, but not it.
+    let later = format!("{}-0", now_micros() / 1000 + 60_000);
+    server.command(&["XADD", &feed, "0-5", "x", "y"]);
+    server.command(&["XADD", &feed, &later, "x", "y"]);
+    let second = fresh_token();
+    let member = format!(
+        "{}.+{}:{}{}",
+        second.expires_at(),
+        second.issuer().unwrap().len(),
+        second.issuer().unwrap(),
+        second.jti()
+    );
+    server.command(&["ZADD", &format!("{prefix}denylist"), &keep, &member]);
+    user.restore();
+    eventually(Duration::from_secs(5), "b resyncs again", || {
+        check(&b, &second).is_ok_and(|s| s == Revoked)
+    })
+    .await;
+    assert_eq!(b.stats().resyncs, 2);
+}
+
+/// The mirror is confirmed current as of when the read that showed it was sent, not
+/// when its reply is processed: an instance whose reply sat unread while it was paused
+/// (longer than the window), during which another instance revoked a token, must not
+/// take the old empty reply as proof that it is current (issue 14).
+#[test]
+fn the_freshness_stamp_is_when_the_read_was_sent() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let prefix = "stamp:";
+    let token = fresh_token();
+    // The writer: another instance, on its own thread and runtime.
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let (done, written) = std::sync::mpsc::channel::<()>();
+    let writer = {
+        let (url, token) = (url.clone(), token.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                let a = connect(url, prefix).await;
+                wait.recv().unwrap();
+                revoke(&a, &token).await.unwrap();
+                done.send(()).unwrap();
+            });
+        })
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // A window shorter than one blocking read's bound (block + command timeout),
+        // so the read sent before the pause is answered, not timed out.
+        let b = RedisStore::connect(
+            config(url, prefix)
+                .max_staleness(Duration::from_secs(1))
+                .command_timeout(Duration::from_secs(2)),
+        )
+        .await
+        .unwrap();
+        // Let a blocking read be sent.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Paused: nothing of b runs. Its read's empty reply arrives meanwhile; then the
+        // token is revoked by the other instance.
+        std::thread::sleep(Duration::from_millis(400));
+        go.send(()).unwrap();
+        written.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(1_100));
+        let mut answers = Vec::new();
+        loop {
+            let answer = check(&b, &token);
+            let revoked = matches!(answer, Ok(Revoked));
+            answers.push(answer.map_err(|e| e.kind()));
+            if revoked {
+                break;
+            }
+            assert!(answers.len() < 100_000, "never learnt: {answers:?}");
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !answers.contains(&Ok(Active)),
+            "a token revoked elsewhere was accepted from a mirror not known to be current: \
+             {answers:?}"
+        );
+    });
+    writer.join().unwrap();
+}

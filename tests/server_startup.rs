@@ -96,3 +96,24 @@ fn an_unreachable_redis_is_reported_with_every_cause_and_never_the_password() {
     );
     assert!(!log.contains("never-shown-password"), "{log}");
 }
+
+/// Redis Cluster is not supported: `REDIS_CLUSTER_NODES` is refused, by name, before the
+/// server listens, never ignored.
+#[test]
+fn redis_cluster_nodes_is_refused_not_ignored() {
+    let log = refused_start(
+        "cluster-nodes",
+        &[
+            ("ADDR", "127.0.0.1:0".into()),
+            ("JWT_SECRET", "startup-test-secret-0123456789abcdef".into()),
+            ("REDIS_URL", "redis://:never-shown@127.0.0.1:1/".into()),
+            (
+                "REDIS_CLUSTER_NODES",
+                "127.0.0.1:7000,127.0.0.1:7001".into(),
+            ),
+        ],
+    );
+    assert!(log.contains("REDIS_CLUSTER_NODES"), "{log}");
+    assert!(log.contains("does not support Redis Cluster"), "{log}");
+    assert!(!log.contains("never-shown"), "{log}");
+}

@@ -93,6 +93,13 @@ pub(crate) struct Config {
     /// `REDIS_COMMAND_TIMEOUT_MS`: the Redis store's command timeout, when set.
     #[allow(dead_code)]
     pub(crate) redis_command_timeout: Option<Duration>,
+    /// `REDIS_SENTINELS` and `REDIS_SENTINEL_MASTER`: the sentinels (`host:port`) and
+    /// the master name they watch, when the primary is found through Redis Sentinel.
+    pub(crate) redis_sentinel: Option<(Vec<String>, String)>,
+    /// `REDIS_MIN_REPLICAS`: how many replicas must confirm a logout (default 0).
+    pub(crate) redis_min_replicas: u32,
+    /// `REDIS_WAIT_TIMEOUT_MS`: how long a logout waits for those replicas, when set.
+    pub(crate) redis_wait_timeout: Option<Duration>,
     /// `JWT_LEEWAY`: the clock skew allowed on `exp`/`nbf`/`iat`, which is also how long
     /// a revoked token stays on the denylist after its `exp`.
     pub(crate) leeway: Duration,
@@ -128,6 +135,9 @@ impl Config {
             redis_prefix: None,
             redis_max_staleness: None,
             redis_command_timeout: None,
+            redis_sentinel: None,
+            redis_min_replicas: 0,
+            redis_wait_timeout: None,
             leeway: tower_jwt_auth::DEFAULT_LEEWAY,
             max_token_lifetime: None,
             token_cache: tower_jwt_auth::DEFAULT_TOKEN_CACHE_CAPACITY,
@@ -136,8 +146,10 @@ impl Config {
 
     /// Reads `ADDR`, `JWT_SECRET`, `ACCESS_TOKEN_TTL`, `JWT_LEEWAY`,
     /// `JWT_MAX_TOKEN_LIFETIME`, `JWT_TOKEN_CACHE`, `COOKIE_SECURE`,
-    /// `REDIS_URL`, `REDIS_PREFIX`, `REDIS_MAX_STALENESS_MS` and `REDIS_COMMAND_TIMEOUT_MS`
-    /// through `get`, which returns a variable's value or `None` when it is unset.
+    /// `REDIS_URL`, `REDIS_PREFIX`, `REDIS_MAX_STALENESS_MS`, `REDIS_COMMAND_TIMEOUT_MS`,
+    /// `REDIS_SENTINELS`, `REDIS_SENTINEL_MASTER`, `REDIS_MIN_REPLICAS`,
+    /// `REDIS_WAIT_TIMEOUT_MS` and `REDIS_CLUSTER_NODES` (refused: Cluster is not
+    /// supported) through `get`, which returns a variable's value or `None` when it is unset.
     /// Messages name the variable but never show the secret.
     pub(crate) fn from_lookup(
         get: impl Fn(&str) -> Result<Option<String>, String>,
@@ -233,6 +245,63 @@ impl Config {
         };
         let redis_max_staleness = millis("REDIS_MAX_STALENESS_MS")?;
         let redis_command_timeout = millis("REDIS_COMMAND_TIMEOUT_MS")?;
+        if let Some(nodes) = get("REDIS_CLUSTER_NODES")?.filter(|n| !n.trim().is_empty()) {
+            return Err(format!(
+                "REDIS_CLUSTER_NODES={nodes:?} is set, but this server does not support Redis \
+                 Cluster: use REDIS_URL (one server) or REDIS_SENTINELS with \
+                 REDIS_SENTINEL_MASTER (a primary and replicas behind Sentinel), and unset \
+                 REDIS_CLUSTER_NODES"
+            ));
+        }
+        let sentinels = get("REDIS_SENTINELS")?.filter(|s| !s.trim().is_empty());
+        let master = get("REDIS_SENTINEL_MASTER")?.filter(|m| !m.trim().is_empty());
+        let redis_sentinel = match (sentinels, master) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(
+                    "REDIS_SENTINELS is set without REDIS_SENTINEL_MASTER, the name \
+                            the sentinels watch the primary under"
+                        .to_owned(),
+                );
+            }
+            (None, Some(_)) => {
+                return Err("REDIS_SENTINEL_MASTER is set without REDIS_SENTINELS, the \
+                            sentinels' host:port addresses (comma-separated)"
+                    .to_owned());
+            }
+            (Some(list), Some(master)) => {
+                if redis_url.is_some() {
+                    return Err("REDIS_URL and REDIS_SENTINELS are both set: use one (the \
+                                sentinels find the primary)"
+                        .to_owned());
+                }
+                let mut addrs = Vec::new();
+                for addr in list.split(',').map(str::trim) {
+                    if !is_host_port(addr) {
+                        return Err(format!(
+                            "REDIS_SENTINELS={list:?}: {addr:?} is not host:port (a comma-separated \
+                             list like 10.0.0.1:26379,10.0.0.2:26379)"
+                        ));
+                    }
+                    addrs.push(addr.to_owned());
+                }
+                Some((addrs, master.trim().to_owned()))
+            }
+        };
+        let redis_min_replicas = match get("REDIS_MIN_REPLICAS")? {
+            Some(n) => n.trim().parse::<u32>().map_err(|_| {
+                format!("REDIS_MIN_REPLICAS={n:?} is not a number of replicas (0 or more)")
+            })?,
+            None => 0,
+        };
+        let redis_wait_timeout = millis("REDIS_WAIT_TIMEOUT_MS")?;
+        if redis_min_replicas > 0 && redis_url.is_none() && redis_sentinel.is_none() {
+            return Err(
+                "REDIS_MIN_REPLICAS is set without REDIS_URL or REDIS_SENTINELS: there are no \
+                 replicas to wait for"
+                    .to_owned(),
+            );
+        }
         Ok(Self {
             addr,
             secret_generated,
@@ -242,12 +311,27 @@ impl Config {
             redis_prefix,
             redis_max_staleness,
             redis_command_timeout,
+            redis_sentinel,
+            redis_min_replicas,
+            redis_wait_timeout,
             leeway,
             max_token_lifetime,
             token_cache,
             ..Self::new(secret)
         })
     }
+}
+
+/// Whether `addr` is `host:port` (`[v6]:port`), the port from 1 to 65535.
+fn is_host_port(addr: &str) -> bool {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    !host.is_empty() && !host.contains(['/', '@', ' ']) && port.parse::<u16>().is_ok_and(|p| p > 0)
 }
 
 /// What the handlers share.

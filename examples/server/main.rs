@@ -26,6 +26,16 @@
 //!   the link to Redis is down, before they are refused with 503 (default 5000).
 //! - `REDIS_COMMAND_TIMEOUT_MS`: the longest a logout waits for Redis before it is
 //!   answered with 503 (default 1000).
+//! - `REDIS_SENTINELS` (comma-separated `host:port`) and `REDIS_SENTINEL_MASTER` (the
+//!   master name): instead of `REDIS_URL`, find the primary through Redis Sentinel and
+//!   follow its failovers without a restart.
+//! - `REDIS_MIN_REPLICAS`: how many replicas must confirm a logout before it is
+//!   answered 204 (default 0); fewer in time, and it is answered 503. With 1 or more, a
+//!   logout answered 204 survives a failover.
+//! - `REDIS_WAIT_TIMEOUT_MS`: how long a logout waits for those replicas (default 500);
+//!   a logout then waits at most `REDIS_COMMAND_TIMEOUT_MS` plus this.
+//! - `REDIS_CLUSTER_NODES`: Redis Cluster is not supported; when this is set, the server
+//!   refuses to start and says so.
 //! - `RUST_LOG`: log filter, default `info`. Logs go to stderr and never contain tokens.
 //!
 //! Without `REDIS_URL`, revocations are kept in this process ([`MemoryStore`]).
@@ -130,12 +140,24 @@ async fn run() -> Result<(), Box<dyn Error>> {
         "configured"
     );
 
-    let router = match &config.redis_url {
-        None => {
+    let router = match (&config.redis_url, &config.redis_sentinel) {
+        (None, None) => {
             tracing::info!("revocations are kept in this process (MemoryStore)");
             app::router(MemoryStore::new(), &config)?
         }
-        Some(url) => redis_router(url, &config).await?,
+        (Some(url), _) => {
+            let redis = tower_jwt_auth::RedisConfig::new(url.0.clone());
+            redis_router(redis, "cannot use the Redis store at REDIS_URL", &config).await?
+        }
+        (None, Some((sentinels, master))) => {
+            let redis = tower_jwt_auth::RedisConfig::sentinel(sentinels.clone(), master.clone());
+            redis_router(
+                redis,
+                "cannot use the Redis store through REDIS_SENTINELS",
+                &config,
+            )
+            .await?
+        }
     };
     let listener = TcpListener::bind(config.addr)
         .await
@@ -153,11 +175,15 @@ async fn run() -> Result<(), Box<dyn Error>> {
 /// The router on the shared Redis store. `connect` returns once every current revocation
 /// is loaded, so the first request is already checked against them.
 async fn redis_router(
-    url: &app::RedisUrl,
+    mut redis: tower_jwt_auth::RedisConfig,
+    doing: &str,
     config: &app::Config,
 ) -> Result<axum::Router, Box<dyn Error>> {
-    use tower_jwt_auth::{RedisConfig, RedisStore};
-    let mut redis = RedisConfig::new(url.0.clone());
+    use tower_jwt_auth::RedisStore;
+    redis = redis.min_replicas(config.redis_min_replicas);
+    if let Some(timeout) = config.redis_wait_timeout {
+        redis = redis.replica_wait_timeout(timeout);
+    }
     if let Some(prefix) = &config.redis_prefix {
         redis = redis.prefix(prefix.clone());
     }
@@ -170,7 +196,7 @@ async fn redis_router(
     // The URL may hold a password: never print it.
     let store = RedisStore::connect(redis)
         .await
-        .map_err(Context::wrap("cannot use the Redis store at REDIS_URL"))?;
+        .map_err(Context::wrap(doing))?;
     let (revoked_tokens, subject_cutoffs) = store.mirror_len();
     tracing::info!(
         revoked_tokens,

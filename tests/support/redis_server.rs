@@ -1,6 +1,10 @@
 //! A real `redis-server` for tests, on a free loopback port in its own directory, with
 //! an append-only file so a restart keeps its data. Never a mock.
 //!
+//! [`RedisServer::start_replica`] starts a replica of another server, and
+//! [`RedisServer::start_sentinel`] a sentinel (`redis-server <conf> --sentinel`)
+//! watching a primary; [`RedisServer::query`] reads any reply (arrays included).
+//!
 //! The server runs under a small `sh` wrapper that kills it when its stdin closes, so a
 //! test binary that exits (or crashes) never leaves a server behind, even one kept in a
 //! `static`.
@@ -40,6 +44,92 @@ pub struct RedisServer {
     extra: Vec<String>,
     /// Extra environment of `redis-server` (and its wrapper), kept for restarts.
     env: Vec<(String, String)>,
+    /// A sentinel's configuration file (`None`: a data node).
+    sentinel_conf: Option<PathBuf>,
+}
+
+/// A reply, as RESP says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resp {
+    /// `+...`
+    Simple(String),
+    /// `-...`
+    Error(String),
+    /// `:...`
+    Int(i64),
+    /// `$...` (`None`: nil)
+    Bulk(Option<Vec<u8>>),
+    /// `*...` (`None`: nil)
+    Array(Option<Vec<Resp>>),
+}
+
+impl Resp {
+    /// A bulk or simple string as text.
+    pub fn text(&self) -> Option<String> {
+        match self {
+            Self::Simple(s) => Some(s.clone()),
+            Self::Bulk(Some(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        }
+    }
+
+    /// The items of an array (empty for anything else).
+    pub fn items(&self) -> &[Resp] {
+        match self {
+            Self::Array(Some(items)) => items,
+            _ => &[],
+        }
+    }
+}
+
+fn read_resp(reader: &mut impl BufRead) -> std::io::Result<Resp> {
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line)?;
+    let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+    let bad = || std::io::Error::other(format!("bad RESP line {text:?}"));
+    let (kind, rest) = (text.chars().next().ok_or_else(bad)?, &text[1..]);
+    Ok(match kind {
+        '+' => Resp::Simple(rest.to_owned()),
+        '-' => Resp::Error(rest.to_owned()),
+        ':' => Resp::Int(rest.parse().map_err(|_| bad())?),
+        '$' => {
+            let len: i64 = rest.parse().map_err(|_| bad())?;
+            if len < 0 {
+                Resp::Bulk(None)
+            } else {
+                let mut body = vec![0; len as usize + 2];
+                reader.read_exact(&mut body)?;
+                body.truncate(len as usize);
+                Resp::Bulk(Some(body))
+            }
+        }
+        '*' => {
+            let len: i64 = rest.parse().map_err(|_| bad())?;
+            if len < 0 {
+                Resp::Array(None)
+            } else {
+                let mut items = Vec::with_capacity(len as usize);
+                for _ in 0..len {
+                    items.push(read_resp(reader)?);
+                }
+                Resp::Array(Some(items))
+            }
+        }
+        _ => return Err(bad()),
+    })
+}
+
+/// One request in RESP, its whole reply.
+pub fn query_port(port: u16, args: &[&str], timeout: Duration) -> std::io::Result<Resp> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(req.as_bytes())?;
+    read_resp(&mut BufReader::new(s))
 }
 
 fn require_redis_server() {
@@ -163,6 +253,7 @@ impl RedisServer {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect(),
+            sentinel_conf: None,
         };
         server.spawn();
         server
@@ -173,22 +264,29 @@ impl RedisServer {
         let dir = self.dir.to_str().unwrap().to_owned();
         let port = self.port.to_string();
         let log = self.dir.join("redis.log");
-        let mut child = Command::new("sh")
+        let mut command = Command::new("sh");
+        command
             .arg("-c")
             .arg(WRAPPER)
             .arg("sh")
             .arg(if self.clean_on_exit { "1" } else { "0" })
-            .arg(&dir)
-            .args(["--port", &port, "--bind", "127.0.0.1", "--dir", &dir])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .args(["--daemonize", "no", "--logfile", log.to_str().unwrap()])
+            .arg(&dir);
+        if let Some(conf) = &self.sentinel_conf {
+            command.arg(conf).arg("--sentinel");
+        } else {
+            command
+                .args(["--port", &port, "--bind", "127.0.0.1", "--dir", &dir])
+                .args([
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "always",
+                ])
+                .args(["--daemonize", "no", "--logfile", log.to_str().unwrap()]);
+        }
+        let mut child = command
             .args(&self.extra)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
@@ -232,6 +330,152 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Sends one command; returns its whole reply.
+    pub fn query(&self, args: &[&str]) -> Resp {
+        query_port(self.port, args, Duration::from_secs(5)).expect("redis command")
+    }
+
+    /// `host:port` on loopback.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts a replica of `primary` (`--replicaof`), restartable, and waits until its
+    /// link to the primary is up.
+    pub fn start_replica(primary: &RedisServer) -> Self {
+        let port = primary.port.to_string();
+        let replica = Self::launch(
+            free_port(),
+            fresh_dir(),
+            false,
+            &["--replicaof", "127.0.0.1", &port],
+        );
+        replica.wait_replicating();
+        replica
+    }
+
+    /// Waits until this replica's link to its primary is up (`master_link_status:up`).
+    pub fn wait_replicating(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let info = self.command(&["INFO", "replication"]);
+            if String::from_utf8_lossy(&info).contains("master_link_status:up") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica on {} not linked to its primary: {}",
+                self.port,
+                String::from_utf8_lossy(&info)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the node says it is a master (`ROLE`).
+    pub fn is_master(&self) -> bool {
+        query_port(self.port, &["ROLE"], Duration::from_secs(2))
+            .ok()
+            .and_then(|r| r.items().first().and_then(Resp::text))
+            .is_some_and(|role| role == "master")
+    }
+
+    /// From now on, this node restarts as a replica of `primary` (its data then comes
+    /// from it), as an operator brings a failed primary back.
+    pub fn become_replica_on_restart(&mut self, primary: &RedisServer) {
+        let mut kept = Vec::new();
+        let mut skip = 0;
+        for a in std::mem::take(&mut self.extra) {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            if a == "--replicaof" {
+                skip = 2;
+                continue;
+            }
+            kept.push(a);
+        }
+        kept.extend([
+            "--replicaof".to_owned(),
+            "127.0.0.1".to_owned(),
+            primary.port.to_string(),
+        ]);
+        self.extra = kept;
+    }
+
+    /// Starts a sentinel (`redis-server <conf> --sentinel`) that watches `primary`
+    /// under `master`, with a quorum of `quorum`, declaring it down after
+    /// `down_after_ms` without an answer.
+    pub fn start_sentinel(
+        primary: &RedisServer,
+        master: &str,
+        quorum: u32,
+        down_after_ms: u64,
+        failover_timeout_ms: u64,
+    ) -> Self {
+        let port = free_port();
+        let dir = fresh_dir();
+        let conf = dir.join("sentinel.conf");
+        let log = dir.join("redis.log");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndaemonize no\ndir {dir}\nlogfile {log}\n\
+                 sentinel monitor {master} 127.0.0.1 {primary} {quorum}\n\
+                 sentinel down-after-milliseconds {master} {down_after_ms}\n\
+                 sentinel failover-timeout {master} {failover_timeout_ms}\n\
+                 sentinel parallel-syncs {master} 1\n",
+                dir = dir.display(),
+                log = log.display(),
+                primary = primary.port,
+            ),
+        )
+        .expect("write the sentinel's configuration");
+        let mut sentinel = Self {
+            port,
+            dir,
+            wrapper: None,
+            pid: 0,
+            clean_on_exit: true,
+            extra: Vec::new(),
+            env: Vec::new(),
+            sentinel_conf: Some(conf),
+        };
+        sentinel.spawn();
+        sentinel
+    }
+
+    /// A sentinel's answer to `SENTINEL get-master-addr-by-name`, as `host:port`.
+    pub fn sentinel_master_addr(&self, master: &str) -> Option<String> {
+        let reply = query_port(
+            self.port,
+            &["SENTINEL", "get-master-addr-by-name", master],
+            Duration::from_secs(2),
+        )
+        .ok()?;
+        let items = reply.items();
+        Some(format!(
+            "{}:{}",
+            items.first()?.text()?,
+            items.get(1)?.text()?
+        ))
+    }
+
+    /// How many replicas and other sentinels this sentinel knows for `master`.
+    pub fn sentinel_knows(&self, master: &str) -> (usize, usize) {
+        let count = |what: &str| {
+            query_port(
+                self.port,
+                &["SENTINEL", what, master],
+                Duration::from_secs(2),
+            )
+            .map(|r| r.items().len())
+            .unwrap_or(0)
+        };
+        (count("replicas"), count("sentinels"))
     }
 
     /// Sends one command; returns the first reply line (or a bulk string's body).

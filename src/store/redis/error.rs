@@ -25,6 +25,13 @@ pub enum RedisStoreErrorKind {
     /// [`RedisConfig::max_staleness`](crate::RedisConfig::max_staleness): the link to
     /// Redis is down or the mirror is still catching up.
     Stale,
+    /// The primary recorded the revocation, but fewer replicas than
+    /// [`RedisConfig::min_replicas`](crate::RedisConfig::min_replicas) confirmed it within
+    /// [`replica_wait_timeout`](crate::RedisConfig::replica_wait_timeout): it could be
+    /// lost if the primary failed now, so it is reported as not done (the layer's
+    /// caller answers 503). It may still reach the replicas, and then every instance,
+    /// later.
+    NotReplicated,
 }
 
 /// An operation of the [`RedisStore`](crate::RedisStore) failed; the request is refused
@@ -44,6 +51,30 @@ impl RedisStoreError {
 
     pub(super) fn timeout() -> Self {
         Self::new(RedisStoreErrorKind::Timeout)
+    }
+
+    /// An error of `kind` caused by `source`.
+    pub(super) fn with_source(kind: RedisStoreErrorKind, source: ::redis::RedisError) -> Self {
+        Self {
+            kind,
+            source: Some(source),
+        }
+    }
+
+    /// Whether Redis refused a write because it is a replica (`READONLY`): the node is
+    /// no longer the primary.
+    pub(super) fn is_read_only(&self) -> bool {
+        self.source.as_ref().is_some_and(|e| {
+            e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::ReadOnly)
+        })
+    }
+
+    /// Whether Redis unblocked a blocked command because the node changed role
+    /// (`UNBLOCKED`, a primary turned replica).
+    pub(super) fn is_unblocked(&self) -> bool {
+        self.source
+            .as_ref()
+            .is_some_and(|e| e.code() == Some("UNBLOCKED"))
     }
 
     pub(super) fn config(source: ::redis::RedisError) -> Self {
@@ -91,6 +122,9 @@ impl fmt::Display for RedisStoreError {
             RedisStoreErrorKind::UnexpectedReply => "unexpected reply from Redis",
             RedisStoreErrorKind::Stale => {
                 "the revocation mirror is not known to be up to date with Redis"
+            }
+            RedisStoreErrorKind::NotReplicated => {
+                "the revocation was not confirmed by enough Redis replicas in time"
             }
         })
     }

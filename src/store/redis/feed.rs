@@ -3,7 +3,9 @@
 //!
 //! It owns one connection (a blocking read would stall any other command sharing it)
 //! and the id of the last feed entry it applied. Each blocking read that leaves nothing
-//! unread marks the mirror synced; the read's block time is the heartbeat. Nothing else
+//! unread marks the mirror synced as of the moment the read was sent (what Redis held
+//! then is what the mirror now holds; the reply may arrive much later); the read's
+//! block time is the heartbeat. Nothing else
 //! runs on this path: the sweep of expired entries is a task of its own (`sweep.rs`), so
 //! however much it has to remove, the feed is never held up by it.
 
@@ -12,16 +14,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::redis::aio::MultiplexedConnection;
-use ::redis::{Client, Value};
+use ::redis::{RedisResult, Value};
 
 use super::entry::{self, Entry};
 use super::error::RedisStoreError;
 use super::keys::Keys;
 use super::load;
 use super::mirror::Shared;
-use super::reply::{entry_id, entry_parts, parse_id, stream_entries, unexpected};
+use super::reply::{bytes, entry_id, entry_parts, parse_id, stream_entries, unexpected};
 use super::scripts;
-use super::timing::{self, Timing, bounded};
+use super::sentinel::Primary;
+use super::timing::{Timing, bounded};
 
 /// How many feed entries one read returns at most.
 const FEED_BATCH: usize = 1_000;
@@ -31,11 +34,15 @@ const MIN_BACKOFF: Duration = Duration::from_millis(50);
 /// The background follower and the last feed id it applied to the mirror.
 pub(super) struct Feed {
     shared: Arc<Shared>,
-    client: Client,
+    primary: Arc<Primary>,
     keys: Arc<Keys>,
     timing: Timing,
     /// The id of the last feed entry applied (`0-0`: none).
     last: String,
+    /// The stream's `entries-added` count (Redis 7+) when its newest entry was `last`,
+    /// if known: with it, a read after a trim can tell whether anything after `last`
+    /// was trimmed away (see [`Feed::catch_up`]).
+    added_at_last: Option<u64>,
 }
 
 impl Feed {
@@ -43,22 +50,23 @@ impl Feed {
     /// [`catch_up`](Self::catch_up) bring it up to date, [`run`](Self::run) follows on.
     pub(super) fn new(
         shared: Arc<Shared>,
-        client: Client,
+        primary: Arc<Primary>,
         keys: Arc<Keys>,
         timing: Timing,
     ) -> Self {
         Self {
             shared,
-            client,
+            primary,
             keys,
             timing,
             last: "0-0".to_owned(),
+            added_at_last: None,
         }
     }
 
-    /// Opens the follower's connection.
+    /// Opens the follower's connection (to the primary the sentinels name, if any).
     pub(super) async fn connect(&self) -> Result<MultiplexedConnection, RedisStoreError> {
-        timing::connect(&self.client, &self.timing).await
+        self.primary.connect(&self.timing).await
     }
 
     /// Follows the feed forever: reconnects with backoff after any failure, catches up,
@@ -131,24 +139,47 @@ impl Feed {
         outage.failures = 0;
         loop {
             self.write_owed(c).await?;
+            let sent = Instant::now();
             let n = self.read_blocking(c).await?;
             if n == FEED_BATCH {
                 // Behind: read on without blocking, with the trim check.
                 self.catch_up(c).await?;
             } else {
-                self.shared.mark_synced();
+                // What Redis held when it answered is what the mirror holds now. It
+                // answered entries at some point after `sent`; an empty reply once the
+                // block ran out, at least `block` after it received the read (later
+                // than `sent`), and before the reply was read here.
+                let as_of = if n == 0 {
+                    (sent + self.timing.block).min(Instant::now())
+                } else {
+                    sent
+                };
+                self.shared.mark_synced(as_of);
             }
         }
     }
 
     /// Reads everything after the last id; resyncs from the sets if some of it was
-    /// trimmed away or lost. Marks the mirror synced once nothing is left.
+    /// trimmed away or lost, or if this stream is not the one the follower read. Marks
+    /// the mirror synced once nothing is left, as of when the last read was sent.
     ///
-    /// Trimming only ever removes the oldest entries, so a read after the last id is
-    /// complete exactly when the stream's first entry is at or before that id; both are
-    /// read in one `MULTI` so nothing is trimmed in between. An empty or missing stream
-    /// is complete only for a reader that has seen nothing (`0-0`). Only reads: this
-    /// works on a Redis that refuses writes (out of memory, say).
+    /// One `MULTI` reads the stream's first entry, the entries after the last id, the
+    /// last id's own entry and `XINFO STREAM`, so nothing changes in between:
+    ///
+    /// - Trimming only ever removes the oldest entries, so the read is complete when the
+    ///   first entry is at or before the last id. When it is after it, the read may
+    ///   still be complete: after a quiet spell longer than the retention, the next
+    ///   append trims the last entry read, and nothing after it. That is known when the
+    ///   stream's `entries-added` (Redis 7+) grew by exactly the entries found after
+    ///   the last id; without that count, the follower resyncs.
+    /// - An empty stream is complete when its `last-generated-id` is the last id read.
+    /// - A stream whose `last-generated-id` is before the last id, or that lacks the
+    ///   last id's entry though it goes back further, is not the stream that was read: a
+    ///   replica promoted before it had everything, or a Redis restarted without its
+    ///   data. Waiting on it for ids it will never hold would miss what it does hold, so
+    ///   the follower resyncs.
+    ///
+    /// Only reads: this works on a Redis that refuses writes (out of memory, say).
     pub(super) async fn catch_up(
         &mut self,
         c: &mut MultiplexedConnection,
@@ -156,6 +187,7 @@ impl Feed {
         loop {
             let mut read = ::redis::pipe();
             read.atomic()
+                .ignore_errors()
                 .cmd("XRANGE")
                 .arg(&self.keys.feed)
                 .arg("-")
@@ -167,29 +199,119 @@ impl Feed {
                 .arg(format!("({}", self.last))
                 .arg("+")
                 .arg("COUNT")
-                .arg(FEED_BATCH);
-            let (first, entries): (Value, Value) =
+                .arg(FEED_BATCH)
+                .cmd("XRANGE")
+                .arg(&self.keys.feed)
+                .arg(&self.last)
+                .arg(&self.last)
+                .cmd("XINFO")
+                .arg("STREAM")
+                .arg(&self.keys.feed);
+            let sent = Instant::now();
+            let replies: Vec<RedisResult<Value>> =
                 bounded(self.timing.command, read.query_async(c)).await?;
-            let (Value::Array(first), Value::Array(entries)) = (first, entries) else {
+            let mut replies = replies.into_iter();
+            let mut next = || -> Result<Value, RedisStoreError> {
+                replies
+                    .next()
+                    .ok_or_else(unexpected)?
+                    .map_err(RedisStoreError::from)
+            };
+            let (Value::Array(first), Value::Array(entries), Value::Array(own)) =
+                (next()?, next()?, next()?)
+            else {
                 return Err(unexpected());
             };
-            let complete = match first.first() {
-                None => self.last == "0-0",
-                Some(entry) => parse_id(entry_id(entry)?) <= parse_id(&self.last),
-            };
-            if !complete {
-                warn_event!("revocation feed missed entries (trimmed or lost): full resync");
-                self.shared.count_resync();
-                self.load(c).await?;
+            // An error here: no such key (the stream is gone).
+            let info = next().ok().map(StreamInfo::parse);
+            let verdict = self.judge(
+                first.first().map(entry_id).transpose()?,
+                &entries,
+                !own.is_empty(),
+                info.as_ref(),
+            );
+            if let Some(reason) = verdict {
+                self.resync(c, reason).await?;
                 continue;
             }
             let n = entries.len();
             self.apply_entries(&entries)?;
             if n < FEED_BATCH {
-                self.shared.mark_synced();
+                // Everything up to the newest entry is read.
+                self.added_at_last = match info {
+                    Some(info) => info.entries_added,
+                    // No stream: nothing appended yet.
+                    None => Some(0),
+                };
+                self.shared.mark_synced(sent);
                 return Ok(());
             }
         }
+    }
+
+    /// Whether reading on from the last id would miss something (`Some(why)`: resync),
+    /// given the stream's first entry, the entries after the last id, whether the last
+    /// id's own entry is there, and `XINFO STREAM` (`None`: no stream).
+    fn judge(
+        &self,
+        first: Option<&str>,
+        after: &[Value],
+        own_present: bool,
+        info: Option<&StreamInfo>,
+    ) -> Option<Resync> {
+        let last = parse_id(&self.last);
+        let never_read = self.last == "0-0";
+        let Some(info) = info else {
+            return (!never_read).then_some(Resync::Lost);
+        };
+        if let Some(generated) = info.last_generated
+            && generated < last
+        {
+            return Some(Resync::Behind);
+        }
+        match first {
+            None => {
+                // Empty: complete if nothing was ever appended after the last id.
+                let nothing_new = info.last_generated.is_none_or(|g| g == last);
+                (!nothing_new).then_some(Resync::Trimmed)
+            }
+            Some(first) if parse_id(first) <= last => {
+                (!never_read && !own_present).then_some(Resync::Replaced)
+            }
+            Some(_) => {
+                // Trimmed past the last id: complete only if every entry appended since
+                // is still there.
+                let counted = match (self.added_at_last, info.entries_added) {
+                    (Some(then), Some(now)) if after.len() < FEED_BATCH => {
+                        now.checked_sub(then) == Some(after.len() as u64)
+                    }
+                    _ => false,
+                };
+                (!counted).then_some(Resync::Trimmed)
+            }
+        }
+    }
+
+    /// A full resync, reported with its reason.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    async fn resync(
+        &mut self,
+        c: &mut MultiplexedConnection,
+        reason: Resync,
+    ) -> Result<(), RedisStoreError> {
+        match reason {
+            Resync::Trimmed | Resync::Lost => {
+                warn_event!("revocation feed missed entries (trimmed or lost): full resync");
+            }
+            Resync::Behind | Resync::Replaced => {
+                warn_event!(
+                    "revocation feed is not the one this instance read (a failover to a \
+                     replica that was behind, or Redis lost its data): full resync"
+                );
+            }
+        }
+        self.shared.count_resync();
+        self.load(c).await
     }
 
     /// Loads every current entry from the sets (see `load.rs`) and reads the feed on from
@@ -202,6 +324,8 @@ impl Feed {
         let started = Instant::now();
         let (last, loaded) = load::resync(c, &self.keys, &self.timing, &self.shared).await?;
         self.last = last;
+        // Learnt again by the catch-up that follows.
+        self.added_at_last = None;
         info_event!(
             entries = loaded,
             took = ?started.elapsed(),
@@ -272,12 +396,71 @@ impl Feed {
             self.last.clear();
             self.last.push_str(id);
         }
+        // Consecutive entries: the count follows them.
+        self.added_at_last = self.added_at_last.map(|added| added + entries.len() as u64);
         if !entries.is_empty() {
             let (appended_ms, _) = parse_id(&self.last);
             self.shared
                 .record_applied(entries.len() as u64, appended_ms);
         }
         Ok(())
+    }
+}
+
+/// Why the feed cannot be read on from the last id.
+#[derive(Debug, Clone, Copy)]
+enum Resync {
+    /// Entries after the last id were trimmed away.
+    Trimmed,
+    /// The stream is gone.
+    Lost,
+    /// The stream ends before the last id (a replica promoted before it had it).
+    Behind,
+    /// The stream goes back past the last id but lacks its entry: another history.
+    Replaced,
+}
+
+/// What `XINFO STREAM` says about the feed.
+#[derive(Debug, Default)]
+struct StreamInfo {
+    /// `last-generated-id`: the newest id ever appended (`None`: not given).
+    last_generated: Option<(u64, u64)>,
+    /// `entries-added` (Redis 7+): how many entries were ever appended.
+    entries_added: Option<u64>,
+}
+
+impl StreamInfo {
+    /// Reads the fields it needs from the reply (RESP2 pairs or a RESP3 map); anything
+    /// it cannot read is left `None`, which only makes the follower more cautious.
+    fn parse(reply: Value) -> Self {
+        let pairs: Vec<(Value, Value)> = match reply {
+            Value::Array(items) => {
+                let mut items = items.into_iter();
+                let mut pairs = Vec::new();
+                while let (Some(k), Some(v)) = (items.next(), items.next()) {
+                    pairs.push((k, v));
+                }
+                pairs
+            }
+            Value::Map(pairs) => pairs,
+            _ => Vec::new(),
+        };
+        let mut info = Self::default();
+        for (key, value) in pairs {
+            match (bytes(&key), &value) {
+                (Some(b"last-generated-id"), v) => {
+                    info.last_generated = bytes(v)
+                        .and_then(|b| std::str::from_utf8(b).ok())
+                        .map(parse_id)
+                        .filter(|&id| id != (u64::MAX, u64::MAX));
+                }
+                (Some(b"entries-added"), Value::Int(n)) => {
+                    info.entries_added = u64::try_from(*n).ok();
+                }
+                _ => {}
+            }
+        }
+        info
     }
 }
 

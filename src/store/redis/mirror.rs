@@ -89,11 +89,13 @@ impl Shared {
         self.len_calls.load(Ordering::Relaxed)
     }
 
-    /// Records that the mirror holds everything Redis held a moment ago. Never moves
-    /// the mark backwards. Reports the end of a stale spell, if one was reported.
+    /// Records that the mirror holds everything Redis held at `at` (when the read that
+    /// showed it was sent, so the staleness bound is exact). Never moves the mark
+    /// backwards. Reports the end of a stale spell, if one was reported.
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
-    pub(super) fn mark_synced(&self) {
-        let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+    pub(super) fn mark_synced(&self, at: Instant) {
+        let now =
+            u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX);
         let before = self.synced_at.fetch_max(now, Ordering::Release);
         if self.stale_reported.load(Ordering::Relaxed)
             && self.stale_reported.swap(false, Ordering::Relaxed)

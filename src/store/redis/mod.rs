@@ -8,6 +8,10 @@
 //! - `feed.rs`: the follower task that keeps the mirror current;
 //! - `load.rs`: the full load from the sets, at start-up and on resync;
 //! - `sweep.rs`: the task that removes expired entries from Redis;
+//! - `sentinel.rs`: where the primary is (one address, or Redis Sentinel's answer,
+//!   asked again on every reconnection, which is how a failover is followed);
+//! - `writer.rs`: the write path, its connection, and the replicas' confirmation
+//!   (`WAIT`);
 //! - `scripts.rs`: the Lua scripts every write and sweep runs;
 //! - `entry.rs`, `keys.rs`, `reply.rs`: the feed entries, the key names and member
 //!   encoding, and the decoding of Redis's replies;
@@ -23,8 +27,10 @@ mod load;
 mod mirror;
 mod reply;
 mod scripts;
+mod sentinel;
 mod sweep;
 mod timing;
+mod writer;
 
 use std::fmt;
 use std::future::Ready;
@@ -32,15 +38,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::ScriptInvocation;
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use self::entry::Entry;
 pub use self::error::{RedisStoreError, RedisStoreErrorKind};
 use self::feed::Feed;
 use self::keys::Keys;
 use self::mirror::Shared;
+use self::sentinel::Primary;
 use self::sweep::Sweeper;
-use self::timing::{Timing, bounded};
+use self::timing::Timing;
+use self::writer::Writer;
 use super::{
     Acceptance, Check, RevocationStatus, RevocationStore, RevokedSession, RevokedToken,
     SubjectCutoff,
@@ -49,9 +56,6 @@ use crate::{TokenInfo, clock};
 
 /// [`RedisConfig::clock_tolerance`]'s default.
 const DEFAULT_CLOCK_TOLERANCE: Duration = Duration::from_secs(5 * 60);
-
-/// The pause before a write is retried on a new connection.
-const WRITE_RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// How to reach Redis and how the [`RedisStore`] behaves when it cannot.
 ///
@@ -74,6 +78,10 @@ pub struct RedisConfig {
     feed_retention: Duration,
     max_reconnect_delay: Duration,
     clock_tolerance: Duration,
+    /// `(sentinels, master name)`, when the primary is found through Redis Sentinel.
+    sentinel: Option<(Vec<String>, String)>,
+    min_replicas: u32,
+    replica_wait_timeout: Duration,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -88,6 +96,9 @@ impl fmt::Debug for RedisConfig {
             .field("feed_retention", &self.feed_retention)
             .field("max_reconnect_delay", &self.max_reconnect_delay)
             .field("clock_tolerance", &self.clock_tolerance)
+            .field("sentinel", &self.sentinel)
+            .field("min_replicas", &self.min_replicas)
+            .field("replica_wait_timeout", &self.replica_wait_timeout)
             .finish()
     }
 }
@@ -108,7 +119,79 @@ impl RedisConfig {
             feed_retention: Duration::from_secs(600),
             max_reconnect_delay: Duration::from_secs(1),
             clock_tolerance: DEFAULT_CLOCK_TOLERANCE,
+            sentinel: None,
+            min_replicas: 0,
+            replica_wait_timeout: Duration::from_millis(500),
         }
+    }
+
+    /// A configuration that finds the primary through Redis Sentinel: `sentinels` are
+    /// their `host:port` addresses (`[v6]:port` for IPv6), `master_name` the name they
+    /// monitor the primary under (`sentinel monitor <name> ...`).
+    ///
+    /// The store asks the sentinels, one after the other, where the primary is each time
+    /// it opens a connection, and uses the node only once it says it is a master
+    /// (`ROLE`). Every connection is reopened after a failure, a write refused with
+    /// `READONLY` included, so a failover is followed without a restart: the feed, the
+    /// sweep and the writes move to the promoted replica. Combine with
+    /// [`min_replicas`](Self::min_replicas) so that a logout reported done survives the
+    /// primary's death.
+    ///
+    /// The sentinels are reached without a password; the data nodes' credentials,
+    /// database and TLS come from [`node_url`](Self::node_url). The addresses are
+    /// checked by [`RedisStore::connect`].
+    ///
+    /// ```
+    /// use tower_jwt_auth::RedisConfig;
+    ///
+    /// let config = RedisConfig::sentinel(
+    ///     ["10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"].map(String::from),
+    ///     "revocations",
+    /// )
+    /// .min_replicas(1);
+    /// ```
+    pub fn sentinel(
+        sentinels: impl IntoIterator<Item = String>,
+        master_name: impl Into<String>,
+    ) -> Self {
+        let mut config = Self::new("redis://127.0.0.1/");
+        config.sentinel = Some((sentinels.into_iter().collect(), master_name.into()));
+        config
+    }
+
+    /// With [`sentinel`](Self::sentinel): the data nodes' credentials, database and
+    /// scheme (`rediss://` for TLS), as a URL whose host and port are not used (the
+    /// sentinels give them), such as `redis://:password@primary/2`. Without sentinels,
+    /// this is the server's URL, as given to [`new`](Self::new).
+    #[must_use]
+    pub fn node_url(mut self, url: impl Into<String>) -> Self {
+        self.url = url.into();
+        self
+    }
+
+    /// How many replicas must confirm a revocation before it is reported done (default
+    /// 0: the primary's confirmation is enough). With `n > 0`, each write script is
+    /// followed, in the same pipeline, by `WAIT n`; when fewer than `n` replicas confirm
+    /// within [`replica_wait_timeout`](Self::replica_wait_timeout), the revoke returns
+    /// [`RedisStoreErrorKind::NotReplicated`] (the logout answers 503). A revocation
+    /// reported done is then on the primary and `n` replicas, so it survives a failover
+    /// to any of them.
+    ///
+    /// With exactly `n` replicas, losing one makes every logout fail until it is back:
+    /// run at least `n + 1`.
+    #[must_use]
+    pub fn min_replicas(mut self, n: u32) -> Self {
+        self.min_replicas = n;
+        self
+    }
+
+    /// How long a revocation waits for [`min_replicas`](Self::min_replicas) to confirm
+    /// it (`WAIT`'s timeout; default 500 ms). A revoke then takes at most
+    /// [`command_timeout`](Self::command_timeout) plus this.
+    #[must_use]
+    pub fn replica_wait_timeout(mut self, timeout: Duration) -> Self {
+        self.replica_wait_timeout = timeout;
+        self
     }
 
     /// The prefix of every key the store uses (default `tower-jwt-auth:`), so several
@@ -187,7 +270,11 @@ impl RedisConfig {
 /// Checks are answered synchronously ([`Check::Ready`]) from a local mirror that a
 /// background task keeps current; [`connect`](Self::connect) loads every current
 /// revocation before it returns. A revoke returns `Err` unless Redis confirmed it within
-/// [`command_timeout`](RedisConfig::command_timeout): never report such a logout as done.
+/// [`command_timeout`](RedisConfig::command_timeout) (and, with
+/// [`min_replicas`](RedisConfig::min_replicas), that many replicas within
+/// [`replica_wait_timeout`](RedisConfig::replica_wait_timeout)): never report such a
+/// logout as done. With [`RedisConfig::sentinel`], the store follows a failover by
+/// itself.
 /// Once the mirror has not been confirmed current for
 /// [`max_staleness`](RedisConfig::max_staleness), checks fail closed
 /// ([`RedisStoreErrorKind::Stale`], a 503 from the layer) until it has caught up.
@@ -251,7 +338,7 @@ pub struct RedisStoreStats {
 
 struct Inner {
     shared: Arc<Shared>,
-    writer: ConnectionManager,
+    writer: Writer,
     keys: Arc<Keys>,
     timing: Timing,
     max_staleness: Duration,
@@ -324,7 +411,8 @@ impl RedisStore {
     /// # Errors
     ///
     /// [`RedisStoreError`] when the URL or a setting is invalid (a zero timeout or
-    /// window), Redis cannot be reached within
+    /// window, a sentinel address that is not `host:port`), Redis (or, with sentinels,
+    /// a primary they name) cannot be reached within
     /// [`connect_timeout`](RedisConfig::connect_timeout), or the load fails or times out.
     ///
     /// # Panics
@@ -337,36 +425,34 @@ impl RedisStore {
             config.max_staleness,
             config.feed_retention,
         ]
-        .contains(&Duration::ZERO);
+        .contains(&Duration::ZERO)
+            || (config.min_replicas > 0 && config.replica_wait_timeout.is_zero());
         if zero {
             return Err(RedisStoreError::new(RedisStoreErrorKind::Config));
         }
-        let client = ::redis::Client::open(config.url.as_str()).map_err(RedisStoreError::config)?;
+        let primary = Arc::new(Primary::new(
+            &config.url,
+            config
+                .sentinel
+                .as_ref()
+                .map(|(sentinels, master)| (sentinels.as_slice(), master.as_str())),
+        )?);
         let keys = Arc::new(Keys::new(&config.prefix));
         let timing = Timing::new(&config);
         let shared = Arc::new(Shared::new());
 
         let mut feed = Feed::new(
             Arc::clone(&shared),
-            client.clone(),
+            Arc::clone(&primary),
             Arc::clone(&keys),
             timing,
         );
-        let sweeper = Sweeper::new(client.clone(), Arc::clone(&keys), timing);
+        let sweeper = Sweeper::new(Arc::clone(&primary), Arc::clone(&keys), timing);
         let mut conn = feed.connect().await?;
         feed.load(&mut conn).await?;
         feed.catch_up(&mut conn).await?;
 
-        let writer_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timing.connect))
-            .set_response_timeout(Some(timing.command))
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(timing.max_backoff);
-        let writer = bounded(
-            timing.connect + timing.command,
-            ConnectionManager::new_with_config(client, writer_config),
-        )
-        .await?;
+        let writer = Writer::new(primary.clone(), timing, primary.connect(&timing).await?);
 
         // Not fatal: the sweep only frees memory, and its task reconnects by itself.
         let sweep_conn = sweeper.connect().await.ok();
@@ -427,13 +513,11 @@ impl RedisStore {
         }
     }
 
-    /// Runs a write script within the command timeout. A write that failed because the
-    /// connection was lost (Redis restarted, say) is retried on the new connection until
-    /// the timeout: the scripts are idempotent, so a write that did land before the loss
-    /// is harmless to repeat.
+    /// Runs a write script within the command timeout (plus the wait for replicas, with
+    /// [`RedisConfig::min_replicas`]); see `writer.rs`. Reports a failure.
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     async fn write(&self, script: &ScriptInvocation<'_>) -> Result<(), RedisStoreError> {
-        let written = self.write_once(script).await;
+        let written = self.inner.writer.write(script).await;
         if let Err(e) = &written {
             warn_event!(
                 kind = ?e.kind(),
@@ -442,28 +526,6 @@ impl RedisStore {
             );
         }
         written
-    }
-
-    /// [`write`](Self::write), without its report.
-    async fn write_once(&self, script: &ScriptInvocation<'_>) -> Result<(), RedisStoreError> {
-        let deadline = tokio::time::Instant::now() + self.inner.timing.command;
-        let mut last_error = None;
-        loop {
-            let mut writer = self.inner.writer.clone();
-            let attempt = script.invoke_async::<::redis::Value>(&mut writer);
-            match tokio::time::timeout_at(deadline, attempt).await {
-                Ok(Ok(_)) => return Ok(()),
-                Ok(Err(e))
-                    if (e.is_connection_dropped() || e.is_io_error())
-                        && tokio::time::Instant::now() + WRITE_RETRY_PAUSE < deadline =>
-                {
-                    last_error = Some(e);
-                    tokio::time::sleep(WRITE_RETRY_PAUSE).await;
-                }
-                Ok(Err(e)) => return Err(e.into()),
-                Err(_) => return Err(last_error.map_or_else(RedisStoreError::timeout, Into::into)),
-            }
-        }
     }
 }
 

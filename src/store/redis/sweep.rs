@@ -9,20 +9,21 @@
 //! clients are served in between.
 //!
 //! Failures are not fatal and not retried in a hurry: a lost connection is reopened at
-//! the next tick; a Redis that refuses writes (out of memory, a replica) is asked again
-//! at the next tick.
+//! the next tick; a Redis that refuses writes (out of memory) is asked again at the next
+//! tick, on the same connection, except a replica (`READONLY`: a failover demoted it),
+//! which is left for a new connection to the primary (see `sentinel.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::Client;
 use ::redis::aio::MultiplexedConnection;
 use tokio::time::MissedTickBehavior;
 
 use super::error::{RedisStoreError, RedisStoreErrorKind};
 use super::keys::Keys;
 use super::scripts;
-use super::timing::{self, Timing, bounded};
+use super::sentinel::Primary;
+use super::timing::{Timing, bounded};
 
 /// How often each instance sweeps.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -31,16 +32,16 @@ const SWEEP_LIMIT: usize = 1_000;
 
 /// The background sweeper of one store.
 pub(super) struct Sweeper {
-    client: Client,
+    primary: Arc<Primary>,
     keys: Arc<Keys>,
     timing: Timing,
 }
 
 impl Sweeper {
     /// A sweeper of `keys`; nothing runs until [`run`](Self::run).
-    pub(super) fn new(client: Client, keys: Arc<Keys>, timing: Timing) -> Self {
+    pub(super) fn new(primary: Arc<Primary>, keys: Arc<Keys>, timing: Timing) -> Self {
         Self {
-            client,
+            primary,
             keys,
             timing,
         }
@@ -48,7 +49,7 @@ impl Sweeper {
 
     /// Opens the sweeper's connection.
     pub(super) async fn connect(&self) -> Result<MultiplexedConnection, RedisStoreError> {
-        timing::connect(&self.client, &self.timing).await
+        self.primary.connect(&self.timing).await
     }
 
     /// Sweeps now and then every interval, forever. Dropping the future stops it.
@@ -71,8 +72,9 @@ impl Sweeper {
                     }
                     Err(e) => {
                         // Lost, timed out (a reply may still be on its way) or garbled:
-                        // a new connection next time. A refusal: the same one.
-                        if e.kind() == RedisStoreErrorKind::Server {
+                        // a new connection next time. A refusal: the same one, unless
+                        // the node is no longer the primary.
+                        if e.kind() == RedisStoreErrorKind::Server && !e.is_read_only() {
                             conn = Some(c);
                         }
                         Err(e)

@@ -30,6 +30,10 @@ pub(super) struct Timing {
     /// How far the clocks of Redis and of the instances may disagree (seconds): entries
     /// stay in Redis that much past their `keep_until`.
     pub(super) clock_tolerance_secs: u64,
+    /// How many replicas must confirm each write (`WAIT`); 0: none asked.
+    pub(super) min_replicas: u32,
+    /// How long a write waits for those replicas (`WAIT`'s timeout).
+    pub(super) replica_wait: Duration,
 }
 
 impl Timing {
@@ -51,6 +55,8 @@ impl Timing {
                 .unwrap_or(u64::MAX),
             max_staleness: config.max_staleness,
             clock_tolerance_secs: config.clock_tolerance.min(day).as_secs(),
+            min_replicas: config.min_replicas,
+            replica_wait: config.replica_wait_timeout.min(day),
         }
     }
 }
@@ -63,6 +69,18 @@ pub(super) async fn bounded<T>(
     match tokio::time::timeout(limit, fut).await {
         Ok(result) => result.map_err(RedisStoreError::from),
         Err(_) => Err(RedisStoreError::timeout()),
+    }
+}
+
+impl Timing {
+    /// The longest a revoke may take: the command timeout, plus the wait for replicas
+    /// when some are required.
+    pub(super) fn write_limit(&self) -> Duration {
+        if self.min_replicas == 0 {
+            self.command
+        } else {
+            self.command + self.replica_wait
+        }
     }
 }
 

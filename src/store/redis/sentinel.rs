@@ -1,0 +1,250 @@
+//! How the store reaches the primary: one fixed address, or the address Redis Sentinel
+//! gives for a master name, asked again each time a connection is opened.
+//!
+//! Every connection of the store (the feed's, the sweep's, the writer's) is opened
+//! through [`Primary::connect`], and each of them is reopened after any failure. With
+//! Sentinel, reopening means asking the sentinels again, so a failover is followed by
+//! itself: the connections to a dead primary fail, a demoted one refuses writes
+//! (`READONLY`) or closes them (Sentinel kills a reconfigured node's clients), and the
+//! next connection goes to whatever node the sentinels now name. A sentinel's answer can
+//! be stale (a failover in progress), so the node must also say it is a master (`ROLE`)
+//! before it is used; otherwise the connection fails and is tried again with backoff.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ::redis::aio::MultiplexedConnection;
+use ::redis::{Client, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo, Value};
+
+use super::error::{RedisStoreError, RedisStoreErrorKind};
+use super::timing::{self, Timing, bounded};
+
+/// Where the primary is.
+pub(super) enum Primary {
+    /// Always at this address (`RedisConfig::new`).
+    Direct(Client),
+    /// Wherever the sentinels say (`RedisConfig::sentinel`).
+    Sentinel(Sentinels),
+}
+
+/// A set of sentinels watching one master name.
+pub(super) struct Sentinels {
+    /// `(host, port)` of each sentinel.
+    sentinels: Vec<(String, u16)>,
+    master: String,
+    /// The credentials, database and TLS settings of the data nodes; the address is
+    /// replaced by the primary's.
+    node: ConnectionInfo,
+    /// The sentinel asked first: the last one that answered.
+    first: AtomicUsize,
+}
+
+/// Parses `host:port` (`[v6]:port` for an IPv6 address).
+pub(super) fn parse_host_port(address: &str) -> Option<(String, u16)> {
+    let (host, port) = address.trim().rsplit_once(':')?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let port: u16 = port.parse().ok()?;
+    if host.is_empty() || port == 0 || host.contains(['/', '@', ' ']) {
+        return None;
+    }
+    Some((host.to_owned(), port))
+}
+
+/// A configuration error with a static description (never the URL).
+fn config_error(what: &'static str) -> RedisStoreError {
+    RedisStoreError::with_source(
+        RedisStoreErrorKind::Config,
+        ::redis::RedisError::from((ErrorKind::InvalidClientConfig, what)),
+    )
+}
+
+impl Primary {
+    /// The primary as configured: `url` alone, or `url`'s settings at the address the
+    /// `sentinels` give for `master`.
+    pub(super) fn new(
+        url: &str,
+        sentinel: Option<(&[String], &str)>,
+    ) -> Result<Self, RedisStoreError> {
+        let Some((sentinels, master)) = sentinel else {
+            return Ok(Self::Direct(
+                Client::open(url).map_err(RedisStoreError::config)?,
+            ));
+        };
+        if sentinels.is_empty() {
+            return Err(config_error("no sentinel address given"));
+        }
+        if master.trim().is_empty() {
+            return Err(config_error("the sentinels' master name is empty"));
+        }
+        let sentinels = sentinels
+            .iter()
+            .map(|s| parse_host_port(s))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| config_error("a sentinel address is not host:port"))?;
+        let node = url
+            .into_connection_info()
+            .map_err(RedisStoreError::config)?;
+        if matches!(node.addr(), ConnectionAddr::Unix(_)) {
+            return Err(config_error(
+                "a Unix socket URL cannot be used with sentinels",
+            ));
+        }
+        Ok(Self::Sentinel(Sentinels {
+            sentinels,
+            master: master.to_owned(),
+            node,
+            first: AtomicUsize::new(0),
+        }))
+    }
+
+    /// Opens a connection to the primary, for a background task or the writer (no
+    /// response timeout at the client level: every call is bounded by its caller).
+    /// With sentinels: asks them where it is, and checks that the node is a master.
+    pub(super) async fn connect(
+        &self,
+        timing: &Timing,
+    ) -> Result<MultiplexedConnection, RedisStoreError> {
+        match self {
+            Self::Direct(client) => timing::connect(client, timing).await,
+            Self::Sentinel(sentinels) => sentinels.connect(timing).await,
+        }
+    }
+}
+
+impl Sentinels {
+    async fn connect(&self, timing: &Timing) -> Result<MultiplexedConnection, RedisStoreError> {
+        let (host, port) = self.resolve(timing).await?;
+        let addr = match self.node.addr() {
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => ConnectionAddr::Tcp(host, port),
+        };
+        let client =
+            Client::open(self.node.clone().set_addr(addr)).map_err(RedisStoreError::config)?;
+        let mut conn = timing::connect(&client, timing).await?;
+        let role: Value =
+            bounded(timing.command, ::redis::cmd("ROLE").query_async(&mut conn)).await?;
+        let is_master = match &role {
+            Value::Array(parts) => parts.first().is_some_and(|r| {
+                matches!(r, Value::BulkString(b) if b == b"master")
+                    || matches!(r, Value::SimpleString(s) if s == "master")
+            }),
+            _ => false,
+        };
+        if !is_master {
+            return Err(RedisStoreError::with_source(
+                RedisStoreErrorKind::Connection,
+                ::redis::RedisError::from((
+                    ErrorKind::Io,
+                    "the node the sentinels named is not a master (yet)",
+                )),
+            ));
+        }
+        Ok(conn)
+    }
+
+    /// Asks each sentinel in turn (the last one that answered first) for the primary's
+    /// address; each attempt is bounded by the connect and command timeouts.
+    async fn resolve(&self, timing: &Timing) -> Result<(String, u16), RedisStoreError> {
+        let n = self.sentinels.len();
+        let start = self.first.load(Ordering::Relaxed) % n;
+        let mut last_error = None;
+        for i in 0..n {
+            let index = (start + i) % n;
+            match self.ask(index, timing).await {
+                Ok(Some(addr)) => {
+                    self.first.store(index, Ordering::Relaxed);
+                    return Ok(addr);
+                }
+                Ok(None) => {
+                    last_error = Some(RedisStoreError::with_source(
+                        RedisStoreErrorKind::Connection,
+                        ::redis::RedisError::from((
+                            ErrorKind::MasterNameNotFoundBySentinel,
+                            "a sentinel does not know the master name",
+                        )),
+                    ));
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| RedisStoreError::new(RedisStoreErrorKind::Connection)))
+    }
+
+    /// One sentinel's answer: the address, or `None` when it does not know the name.
+    async fn ask(
+        &self,
+        index: usize,
+        timing: &Timing,
+    ) -> Result<Option<(String, u16)>, RedisStoreError> {
+        let (host, port) = &self.sentinels[index];
+        let client = Client::open(ConnectionAddr::Tcp(host.clone(), *port))
+            .map_err(RedisStoreError::config)?;
+        let mut conn = timing::connect(&client, timing).await?;
+        let reply: Value = bounded(
+            timing.command,
+            ::redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(&self.master)
+                .query_async(&mut conn),
+        )
+        .await?;
+        let Value::Array(parts) = reply else {
+            return Ok(None);
+        };
+        let text = |v: &Value| match v {
+            Value::BulkString(b) => std::str::from_utf8(b).ok().map(str::to_owned),
+            Value::SimpleString(s) => Some(s.clone()),
+            _ => None,
+        };
+        match (parts.first().and_then(text), parts.get(1).and_then(text)) {
+            (Some(host), Some(port)) => match port.parse() {
+                Ok(port) => Ok(Some((host, port))),
+                Err(_) => Err(RedisStoreError::new(RedisStoreErrorKind::UnexpectedReply)),
+            },
+            _ => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port() {
+        assert_eq!(
+            parse_host_port("127.0.0.1:26379"),
+            Some(("127.0.0.1".to_owned(), 26379))
+        );
+        assert_eq!(
+            parse_host_port(" sentinel-1.internal:5000 "),
+            Some(("sentinel-1.internal".to_owned(), 5000))
+        );
+        assert_eq!(
+            parse_host_port("[::1]:26379"),
+            Some(("::1".to_owned(), 26379))
+        );
+        for bad in [
+            "",
+            "host",
+            ":26379",
+            "host:",
+            "host:0",
+            "host:99999",
+            "redis://h:1",
+        ] {
+            assert_eq!(parse_host_port(bad), None, "{bad:?}");
+        }
+    }
+}

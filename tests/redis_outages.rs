@@ -75,6 +75,16 @@ async fn revoke(store: &RedisStore, t: &TokenInfo) -> Result<(), RedisStoreError
         .await
 }
 
+/// Revokes `t`, retrying failed attempts (each bounded by the command timeout) for up to
+/// 5 s: for a Redis that is back but may still be catching up on a busy machine.
+async fn revoke_until_done(store: &RedisStore, t: &TokenInfo, what: &str) {
+    let start = Instant::now();
+    while let Err(e) = revoke(store, t).await {
+        assert!(start.elapsed() < Duration::from_secs(5), "{what}: {e}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn fresh_token() -> TokenInfo {
     token(Some("iss"), &unique("sub"), &unique("jti"))
 }
@@ -211,15 +221,10 @@ async fn a_frozen_redis_fails_revokes_in_time_and_checks_closed_after_the_window
         StatusCode::OK
     );
 
-    // Revokes work again and propagate.
+    // Revokes work again and propagate (the first ones may still time out while Redis
+    // works through what queued up during the freeze: each is reported failed then).
     let after = fresh_token();
-    eventually(
-        Duration::from_secs(5),
-        "a revoke succeeds after the thaw",
-        || true,
-    )
-    .await;
-    revoke(&a, &after).await.unwrap();
+    revoke_until_done(&a, &after, "a revoke succeeds after the thaw").await;
     eventually(Duration::from_secs(2), "b learns of it", || {
         ready(&b, &after) == Revoked
     })
@@ -449,7 +454,7 @@ async fn a_full_redis_refuses_logouts_but_checks_go_on() {
 
     server.command(&["CONFIG", "SET", "maxmemory", "0"]);
     let after = fresh_token();
-    revoke(&a, &after).await.unwrap();
+    revoke_until_done(&a, &after, "a revoke succeeds once Redis has room").await;
     eventually(Duration::from_secs(2), "b learns of it", || {
         ready(&b, &after) == Revoked
     })

@@ -518,12 +518,22 @@ impl RedisStore {
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     async fn write(&self, script: &ScriptInvocation<'_>) -> Result<(), RedisStoreError> {
         let written = self.inner.writer.write(script).await;
-        if let Err(e) = &written {
-            warn_event!(
-                kind = ?e.kind(),
-                error = %e,
-                "revocation not recorded in Redis; reported as failed"
-            );
+        match &written {
+            Err(e) if e.kind() == RedisStoreErrorKind::NotReplicated => {
+                warn_event!(
+                    kind = ?e.kind(),
+                    error = %e,
+                    "revocation not confirmed by enough replicas; reported as failed"
+                );
+            }
+            Err(e) => {
+                warn_event!(
+                    kind = ?e.kind(),
+                    error = %e,
+                    "revocation not recorded in Redis; reported as failed"
+                );
+            }
+            Ok(()) => {}
         }
         written
     }

@@ -470,4 +470,17 @@ impl RefreshCookie {
     pub fn logout(&self) -> HeaderValue {
         self.build("", 0)
     }
+
+    /// Whether a request that carries this cookie may be answered: the cross-origin
+    /// check the layer applies to cookie-carried access tokens (`Sec-Fetch-Site`, else
+    /// `Origin` against `Host`; `GET`, `HEAD` and `OPTIONS` pass), so that another site
+    /// cannot make the browser exchange the user's refresh token.
+    pub fn same_origin(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+    ) -> bool {
+        crate::cross_origin::check(method, uri, headers, &[]).is_ok()
+    }
 }

@@ -39,6 +39,11 @@ pub(crate) const COOKIE_NAME: &str = "access_token";
 /// The cookie that carries the refresh token (on `Path=/refresh` only).
 pub(crate) const REFRESH_COOKIE_NAME: &str = "refresh_token";
 
+/// How long a login waits for the store to record its refresh token before it answers
+/// with an access token only: a store outage never makes logins slow (a record that
+/// lands later belongs to a token nobody holds, and expires).
+const LOGIN_REFRESH_BUDGET: Duration = Duration::from_millis(150);
+
 /// The largest `/refresh` body accepted.
 const MAX_REFRESH_BODY: usize = 2 * 1024;
 
@@ -533,17 +538,21 @@ async fn login(
     };
     // Each login is a session of its own (the token's `sid`), with its refresh token:
     // logging out ends it.
-    match app.sessions.start(user).await {
-        Ok(tokens) => {
+    let started = tokio::time::timeout(LOGIN_REFRESH_BUDGET, app.sessions.start(user)).await;
+    match started {
+        Ok(Ok(tokens)) => {
             tracing::info!(user, "logged in");
             token_response(&app, &tokens)
         }
-        Err(e) => {
-            // The store could not record the refresh token: log in all the same, with an
-            // access token only (a session the store cannot refresh), so that a store
-            // outage never locks users out.
-            let source = std::error::Error::source(&e).map(ToString::to_string);
-            tracing::warn!(error = %e, source, "refresh token not recorded; login without one");
+        failed => {
+            // The store could not record the refresh token (in time): log in all the
+            // same, with an access token only (a session that cannot be refreshed), so
+            // that a store outage never locks users out nor makes logins slow.
+            let why = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => "the store did not answer in time".to_owned(),
+            };
+            tracing::warn!(error = why, "refresh token not recorded; login without one");
             match TokenIssuer::new_session_id()
                 .and_then(|sid| app.issuer.issue_in_session(user, &sid, &()))
             {

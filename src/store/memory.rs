@@ -19,6 +19,12 @@
 //! Subject cutoffs (logout everywhere) are rarer and keep one moka entry each, reachable
 //! the same way through an index of their own.
 //!
+//! Refresh tokens ([`SessionStore`]) are off the request path: their sessions and token
+//! records (by SHA-256 hash, never the token) sit in plain maps under one mutex, so a
+//! rotation is atomic; expired records are swept once as many writes as there are
+//! records have passed. Ending a session or a cutoff kills the refresh sessions it
+//! covers at once (a cutoff finds them through a per-subject index).
+//!
 //! # Time
 //!
 //! Tokens are judged against the wall clock, so entries are too. An entry is due only
@@ -420,6 +426,9 @@ type SessionKey = (Option<String>, String);
 struct Refresh {
     sessions: HashMap<SessionKey, RefreshEntry>,
     tokens: HashMap<RefreshHash, TokenEntry>,
+    /// The sessions of each (issuer, subject), for a logout everywhere; pruned by the
+    /// sweep.
+    subjects: HashMap<SessionKey, HashSet<SessionKey>>,
     writes: usize,
 }
 
@@ -434,6 +443,30 @@ impl Refresh {
         let sessions = &self.sessions;
         self.tokens
             .retain(|_, t| t.expires_at > now && sessions.contains_key(&t.session));
+        self.subjects.retain(|_, set| {
+            set.retain(|k| sessions.contains_key(k));
+            !set.is_empty()
+        });
+    }
+
+    /// Kills the sessions of `subject` (from `issuer`) started at or before `cutoff`.
+    fn cut(&mut self, issuer: Option<&str>, subject: &str, cutoff: u64) {
+        let key = (issuer.map(str::to_owned), subject.to_owned());
+        let Some(set) = self.subjects.get_mut(&key) else {
+            return;
+        };
+        let sessions = &mut self.sessions;
+        set.retain(|k| match sessions.get(k) {
+            Some(s) if s.started <= cutoff => {
+                sessions.remove(k);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        });
+        if set.is_empty() {
+            self.subjects.remove(&key);
+        }
     }
 
     /// Kills the session's refresh tokens (its records go with the next sweep, and
@@ -728,12 +761,7 @@ impl MemoryStore {
             .refresh
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .sessions
-            .retain(|(iss, _), s| {
-                !(iss.as_deref() == cutoff.issuer()
-                    && s.subject == cutoff.subject()
-                    && s.started <= taken)
-            });
+            .cut(cutoff.issuer(), cutoff.subject(), taken);
         let needed = match inner.rules.acceptance() {
             Some(a) => until.max(a.cutoff_needed_until(taken)),
             None => until,
@@ -915,6 +943,14 @@ impl SessionStore for MemoryStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         refresh.sweep_if_due(clock::now_secs());
+        refresh
+            .subjects
+            .entry((
+                record.issuer().map(str::to_owned),
+                record.subject().to_owned(),
+            ))
+            .or_default()
+            .insert(key.clone());
         refresh.sessions.insert(
             key.clone(),
             RefreshEntry {

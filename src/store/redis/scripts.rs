@@ -295,6 +295,8 @@ pub(super) fn rotate_refresh<'a>(keys: &'a Keys, rotation: &Rotation<'_>) -> Scr
 
 /// Records the first refresh token of a session: the session's hash (replacing any of
 /// the same key), the token's record, and the session in its subject's set.
+/// A few random members of that set whose session is gone (expired, ended, reused) are
+/// dropped on the way, so the set tracks the subject's live sessions.
 ///
 /// KEYS: refresh session, token record, subject's set. ARGV: issuer field, sub, sid,
 /// session member, subject member, started (µs), deadline (s), token expiry (s).
@@ -307,6 +309,9 @@ redis.call('HSET', KEYS[1], 'iss', ARGV[1], 'sub', ARGV[2], 'sid', ARGV[3], 'sm'
 redis.call('EXPIREAT', KEYS[1], ARGV[7])
 redis.call('HSET', KEYS[2], 's', KEYS[1], 'used', '0')
 redis.call('EXPIREAT', KEYS[2], ARGV[8])
+for _, s in ipairs(redis.call('SRANDMEMBER', KEYS[3], 4)) do
+  if redis.call('EXISTS', s) == 0 then redis.call('SREM', KEYS[3], s) end
+end
 redis.call('SADD', KEYS[3], KEYS[1])
 local ttl = redis.call('TTL', KEYS[3])
 local now = tonumber(redis.call('TIME')[1])

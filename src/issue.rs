@@ -363,7 +363,7 @@ pub(crate) fn valid_cookie_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn valid_attribute(value: &str) -> bool {
+pub(crate) fn valid_attribute(value: &str) -> bool {
     !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic() && b != b';')
 }
 

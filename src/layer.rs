@@ -97,6 +97,16 @@ impl<R: RevocationStore, C, F> JwtAuthLayer<R, C, F> {
     }
 }
 
+impl<R: crate::SessionStore, C, F> JwtAuthLayer<R, C, F> {
+    /// A handle to start login sessions and exchange their refresh tokens
+    /// ([`Sessions`](crate::Sessions)) in this layer's store, issuing access tokens
+    /// with `issuer`. Ending a session on reuse uses this layer's rules, as
+    /// [`revoker`](Self::revoker) does.
+    pub fn sessions(&self, issuer: crate::TokenIssuer) -> crate::Sessions {
+        crate::Sessions::new(Arc::clone(&self.auth.store), issuer, self.revoker())
+    }
+}
+
 impl<R, C, F> JwtAuthLayer<R, C, F> {
     /// Verifies a token string with this layer's rules (key and algorithm, `exp`, `nbf`,
     /// `iat`, lifetime, `iss`, `aud`, `typ`, `sub` and `jti`, length), as if it had come

@@ -155,6 +155,7 @@ mod layer;
 mod rejection;
 mod revoke;
 mod service;
+mod sessions;
 mod source;
 mod store;
 mod verify;
@@ -176,12 +177,19 @@ pub use layer::{
 pub use rejection::{DefaultRejection, OnRejection, Rejection, RejectionKind};
 pub use revoke::Revoker;
 pub use service::JwtAuth;
+pub use sessions::{
+    DEFAULT_REFRESH_LIFETIME, DEFAULT_SESSION_LIFETIME, MAX_REFRESH_TOKEN_LEN, RefreshCookie,
+    RefreshToken, SessionError, SessionErrorKind, SessionTokens, Sessions,
+};
 pub use source::TokenSource;
 pub use store::memory::MemoryStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use store::redis::{
     RedisConfig, RedisStore, RedisStoreError, RedisStoreErrorKind, RedisStoreStats,
+};
+pub use store::refresh::{
+    RefreshHash, RefreshRecord, RefreshSession, RotateOutcome, Rotation, SessionStore,
 };
 pub use store::{
     Acceptance, Check, RevocationStatus, RevocationStore, RevokedSession, RevokedToken,

@@ -129,6 +129,40 @@ async fn log_in_see_the_user_log_out_and_the_old_token_is_refused() {
 
 #[tokio::test]
 #[ignore = "needs chromium and chromium-driver: see scripts/browser-test"]
+async fn the_page_refreshes_the_access_token_before_it_expires() {
+    within_time_limit(async {
+        let mut config = app::Config::new(app::Secret::new(SECRET));
+        config.token_ttl = std::time::Duration::from_secs(3);
+        let app = App::start_with(config).await;
+        let browser = Browser::start().await;
+        browser.goto(&app.url("/")).await;
+        let mark = app.recorder.len();
+        let token = browser.log_in("alice", "wonderland").await;
+        let expiry = browser.text("#expiry").await.unwrap_or_default();
+        assert!(expiry.contains("refreshed before then"), "{expiry}");
+        // The page exchanges the refresh cookie (same-origin, on /refresh) before expiry.
+        let refreshed = wait_for("the page's POST /refresh", async || {
+            app.recorder
+                .posts_since(mark)
+                .into_iter()
+                .find(|s| s.path == "/refresh")
+        })
+        .await;
+        assert_eq!(refreshed.status, StatusCode::OK, "{refreshed:?}");
+        assert_eq!(refreshed.sec_fetch_site.as_deref(), Some("same-origin"));
+        let fresh = wait_for("a new access token in the jar", async || {
+            browser.token_cookie().await.filter(|c| c.value != token)
+        })
+        .await;
+        assert_eq!(claims_of(&fresh.value)["sid"], claims_of(&token)["sid"]);
+        app.me_bearer(&fresh.value).await.assert_ok_subject("alice");
+        browser.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs chromium and chromium-driver: see scripts/browser-test"]
 async fn a_same_site_page_on_another_port_cannot_log_the_user_out() {
     within_time_limit(async {
         let app = App::start().await;
@@ -294,7 +328,11 @@ impl App {
     /// The example's router with its defaults (`Secure`, `HttpOnly`, `SameSite=Lax`
     /// cookie; Chromium keeps `Secure` cookies from `http://127.0.0.1`).
     async fn start() -> Self {
-        let config = app::Config::new(app::Secret::new(SECRET));
+        Self::start_with(app::Config::new(app::Secret::new(SECRET))).await
+    }
+
+    /// The example's router with `config`, recorded the same way.
+    async fn start_with(config: app::Config) -> Self {
         let recorder = Recorder::default();
         let record = recorder.clone();
         let router = app::router(MemoryStore::new(), &config)

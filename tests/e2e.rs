@@ -75,7 +75,7 @@ async fn start() -> Server {
     start_with(MemoryStore::new(), config()).await
 }
 
-async fn start_with<R: RevocationStore>(store: R, config: app::Config) -> Server {
+async fn start_with<R: tower_jwt_auth::SessionStore>(store: R, config: app::Config) -> Server {
     let router = app::router(store, &config).expect("the router builds");
     Server {
         addr: serve(router).await,
@@ -248,7 +248,8 @@ async fn login_answers_a_token_and_sets_the_cookie() {
     let token = body["access_token"].as_str().unwrap();
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 900);
-    assert_eq!(body.as_object().unwrap().len(), 3, "{body}");
+    // access_token, token_type, expires_in, refresh_token, refresh_expires_in.
+    assert_eq!(body.as_object().unwrap().len(), 5);
 
     let claims = claims_of(token);
     assert_eq!(claims["sub"], "alice");
@@ -280,7 +281,8 @@ async fn login_answers_a_token_and_sets_the_cookie() {
             "Secure"
         ]
     );
-    assert_eq!(reply.headers.get_all(header::SET_COOKIE).iter().count(), 1);
+    // The access-token cookie, then the refresh-token cookie.
+    assert_eq!(reply.headers.get_all(header::SET_COOKIE).iter().count(), 2);
 }
 
 #[tokio::test]
@@ -973,6 +975,19 @@ impl RevocationStore for FailingStore {
     }
 }
 
+impl tower_jwt_auth::SessionStore for FailingStore {
+    async fn create_refresh(&self, _: &tower_jwt_auth::RefreshRecord<'_>) -> Result<(), StoreDown> {
+        Err(StoreDown)
+    }
+
+    async fn rotate_refresh(
+        &self,
+        _: &tower_jwt_auth::Rotation<'_>,
+    ) -> Result<tower_jwt_auth::RotateOutcome, StoreDown> {
+        Err(StoreDown)
+    }
+}
+
 #[tokio::test]
 async fn a_logout_the_store_cannot_record_is_503_and_keeps_the_cookie() {
     let server = start_with(FailingStore, config()).await;
@@ -1187,4 +1202,233 @@ async fn a_token_from_one_secret_is_refused_by_a_server_with_another() {
     let alice = one.login("alice").await;
     one.me(&alice.token).await.assert_ok_subject("alice");
     two.me(&alice.token).await.assert_invalid_token();
+}
+
+// ---------------------------------------------------------------------------------------
+// Sessions and refresh tokens
+// ---------------------------------------------------------------------------------------
+
+/// The `Set-Cookie` header for `name`, if the reply sets it.
+fn set_cookie<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
+    reply
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|c| c.starts_with(&format!("{name}=")))
+}
+
+impl Server {
+    async fn refresh_json(&self, token: &str) -> Reply {
+        self.post_json("/refresh", &json!({ "refresh_token": token }))
+            .await
+    }
+}
+
+fn assert_invalid_grant(reply: &Reply) {
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{:?}", reply.body);
+    assert_eq!(reply.header(header::CACHE_CONTROL), Some("no-store"));
+    let body = reply.json();
+    assert_eq!(body["error"], "invalid_grant");
+    assert!(body["error_description"].as_str().is_some());
+}
+
+#[tokio::test]
+async fn login_hands_out_a_refresh_token_and_its_cookie() {
+    let server = start().await;
+    let reply = server.try_login("alice", password("alice")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let body = reply.json();
+    let refresh = body["refresh_token"].as_str().unwrap();
+    assert!(refresh.len() >= 22, "at least 128 bits");
+    assert_eq!(body["refresh_expires_in"].as_u64(), Some(1_209_600));
+    let cookie = set_cookie(&reply, app::REFRESH_COOKIE_NAME).unwrap();
+    for part in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/refresh",
+        "Max-Age=1209600",
+        "Secure",
+    ] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    assert!(cookie.contains(refresh));
+    let access = claims_of(body["access_token"].as_str().unwrap());
+    assert!(access["sid"].as_str().is_some());
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_a_reuse_ends_the_session() {
+    let server = start().await;
+    let login = server.try_login("alice", password("alice")).await.json();
+    let first = login["refresh_token"].as_str().unwrap().to_owned();
+    let sid = claims_of(login["access_token"].as_str().unwrap())["sid"].clone();
+
+    let reply = server.refresh_json(&first).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.header(header::CACHE_CONTROL), Some("no-store"));
+    assert!(set_cookie(&reply, app::COOKIE_NAME).is_some());
+    assert!(set_cookie(&reply, app::REFRESH_COOKIE_NAME).is_some());
+    let body = reply.json();
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    let second = body["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(second, first);
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["expires_in"].as_u64().is_some());
+    assert!(body["refresh_expires_in"].as_u64().is_some());
+    assert_eq!(claims_of(&access)["sid"], sid);
+    server.me(&access).await.assert_ok_subject("alice");
+
+    // The old refresh token again: reuse. 401, and the whole session is over.
+    let reused = server.refresh_json(&first).await;
+    assert_invalid_grant(&reused);
+    server.me(&access).await.assert_invalid_token();
+    assert_invalid_grant(&server.refresh_json(&second).await);
+}
+
+#[tokio::test]
+async fn refresh_from_the_cookie_same_origin_only() {
+    let server = start().await;
+    let login = server.try_login("bob", password("bob")).await.json();
+    let token = login["refresh_token"].as_str().unwrap().to_owned();
+    let cookie = format!("{}={token}", app::REFRESH_COOKIE_NAME);
+    // Another site's request carrying the cookie: refused, the token left alone.
+    let cross = server
+        .send(
+            server
+                .request(Method::POST, "/refresh")
+                .header(header::COOKIE, &cookie)
+                .header(header::ORIGIN, "https://evil.example")
+                .header("sec-fetch-site", "cross-site"),
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(cross.status, StatusCode::FORBIDDEN);
+    let same = server.cookie(Method::POST, "/refresh", &cookie).await;
+    assert_eq!(same.status, StatusCode::OK, "{:?}", same.body);
+    assert!(same.json()["refresh_token"].as_str().is_some());
+}
+
+#[tokio::test]
+async fn logout_and_logout_all_kill_refresh_tokens_and_clear_the_cookie() {
+    let server = start().await;
+    let login = server.try_login("alice", password("alice")).await.json();
+    let other = server.try_login("alice", password("alice")).await.json();
+    let access = login["access_token"].as_str().unwrap();
+    let reply = server.bearer(Method::POST, "/logout", access).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    let cleared = set_cookie(&reply, app::REFRESH_COOKIE_NAME).unwrap();
+    assert!(
+        cleared.contains("Max-Age=0") && cleared.contains("Path=/refresh"),
+        "{cleared}"
+    );
+    assert_invalid_grant(
+        &server
+            .refresh_json(login["refresh_token"].as_str().unwrap())
+            .await,
+    );
+    // The other session lives on, until a logout everywhere.
+    let next = server
+        .refresh_json(other["refresh_token"].as_str().unwrap())
+        .await
+        .json();
+    let third = server.try_login("alice", password("alice")).await.json();
+    let reply = server
+        .bearer(
+            Method::POST,
+            "/logout-all",
+            next["access_token"].as_str().unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert!(set_cookie(&reply, app::REFRESH_COOKIE_NAME).is_some());
+    for t in [&next, &third] {
+        assert_invalid_grant(
+            &server
+                .refresh_json(t["refresh_token"].as_str().unwrap())
+                .await,
+        );
+    }
+}
+
+#[tokio::test]
+async fn hostile_refresh_input_is_4xx() {
+    let server = start().await;
+    let alice = server.login("alice").await;
+    let long = "a".repeat(600);
+    for token in [
+        "",
+        "not a token",
+        "é",
+        long.as_str(),
+        alice.token.as_str(),
+        "AAAA",
+    ] {
+        assert_invalid_grant(&server.refresh_json(token).await);
+    }
+    for body in [
+        "{",
+        "[]",
+        "{\"refresh_token\": 5}",
+        "\"x\"",
+        "{\"other\": \"x\"}",
+    ] {
+        let reply = server
+            .send(
+                server
+                    .request(Method::POST, "/refresh")
+                    .header(header::CONTENT_TYPE, "application/json"),
+                body,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(reply.json()["error"], "invalid_request");
+    }
+    // No body and no cookie.
+    let reply = server
+        .send(server.request(Method::POST, "/refresh"), Bytes::new())
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    // A body over the limit.
+    let reply = server
+        .send(
+            server
+                .request(Method::POST, "/refresh")
+                .header(header::CONTENT_TYPE, "application/json"),
+            format!("{{\"refresh_token\": \"{}\"}}", "a".repeat(10_000)),
+        )
+        .await;
+    assert!(reply.status.is_client_error(), "{}", reply.status);
+    // Still serving.
+    server.me(&alice.token).await.assert_ok_subject("alice");
+}
+
+#[tokio::test]
+async fn a_refresh_the_store_cannot_record_is_503() {
+    let server = start_with(FailingStore, config()).await;
+    // Login still works (access token only, no refresh token recorded).
+    let reply = server.try_login("alice", password("alice")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.json()["refresh_token"].is_null());
+    let reply = server
+        .refresh_json("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        .await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.json()["error"], "temporarily_unavailable");
+}
+
+#[test]
+fn refresh_settings_from_the_environment() {
+    let c = env(&[]).unwrap();
+    assert_eq!(c.refresh_ttl, Duration::from_secs(1_209_600));
+    assert_eq!(c.refresh_reuse_interval, Duration::ZERO);
+    let c = env(&[
+        ("REFRESH_TOKEN_TTL", "60"),
+        ("REFRESH_REUSE_INTERVAL_MS", "250"),
+    ])
+    .unwrap();
+    assert_eq!(c.refresh_ttl, Duration::from_secs(60));
+    assert_eq!(c.refresh_reuse_interval, Duration::from_millis(250));
+    assert!(env(&[("REFRESH_TOKEN_TTL", "0")]).is_err());
+    assert!(env(&[("REFRESH_REUSE_INTERVAL_MS", "x")]).is_err());
 }

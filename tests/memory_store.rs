@@ -9,6 +9,32 @@ async fn fresh() -> MemoryStore {
 }
 
 conformance::suite!(fresh);
+mod refresh {
+    use super::*;
+    conformance::session_suite!(fresh);
+}
+
+#[tokio::test]
+async fn memory_store_holds_only_hashes_and_its_debug_shows_no_token() {
+    use tower_jwt_auth::{JwtAuthLayer, TokenIssuer, VerificationKey};
+    let secret = b"an example secret of at least 32 bytes!";
+    let store = MemoryStore::new();
+    let auth = JwtAuthLayer::builder(store.clone())
+        .key(VerificationKey::hs256(secret).unwrap())
+        .build()
+        .unwrap();
+    let sessions = auth.sessions(TokenIssuer::hs256(secret).unwrap());
+    let first = sessions.start("alice").await.unwrap();
+    let next = sessions.refresh(first.refresh.as_str()).await.unwrap();
+    let dump = format!(
+        "{store:?} {sessions:?} {:?} {:?}",
+        first.refresh, next.refresh
+    );
+    for t in [first.refresh.as_str(), next.refresh.as_str()] {
+        assert!(!dump.contains(t), "{dump}");
+    }
+    assert_eq!(store.refresh_len(), (1, 2));
+}
 
 #[test]
 fn many_live_revocations_are_never_evicted() {

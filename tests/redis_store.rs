@@ -27,6 +27,10 @@ async fn fresh_redis_store() -> RedisStore {
 }
 
 conformance::suite!(fresh_redis_store);
+mod refresh {
+    use super::*;
+    conformance::session_suite!(fresh_redis_store);
+}
 
 /// Polls `store` until `t` has `want`; returns how long that took, or panics after 5 s.
 async fn wait_for(store: &RedisStore, t: &TokenInfo, want: RevocationStatus) -> Duration {
@@ -387,4 +391,157 @@ async fn debug_output_does_not_depend_on_the_mirror_s_size() {
         big_shown.replace("debug", "debug-empty"),
         "the same fields whatever the mirror holds"
     );
+}
+
+/// Every value under `prefix`, as text: what a dump of Redis would show.
+fn dump(server: &RedisServer, prefix: &str) -> String {
+    let mut out = String::new();
+    let keys = server.query(&["KEYS", &format!("{prefix}*")]);
+    for key in keys.items() {
+        let key = key.text().unwrap();
+        let kind = server.query(&["TYPE", &key]).text().unwrap();
+        let value = match kind.as_str() {
+            "hash" => server.query(&["HGETALL", &key]),
+            "set" => server.query(&["SMEMBERS", &key]),
+            "zset" => server.query(&["ZRANGE", &key, "0", "-1", "WITHSCORES"]),
+            "stream" => server.query(&["XRANGE", &key, "-", "+"]),
+            _ => server.query(&["GET", &key]),
+        };
+        out.push_str(&format!("{key} {value:?}\n"));
+    }
+    out
+}
+
+fn layer(store: RedisStore) -> JwtAuthLayer<RedisStore> {
+    JwtAuthLayer::builder(store)
+        .key(VerificationKey::hs256(SECRET).unwrap())
+        .build()
+        .unwrap()
+}
+
+const SECRET: &[u8] = b"an example secret of at least 32 bytes!";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_holds_only_hashes_of_refresh_tokens() {
+    let server = RedisServer::shared();
+    let prefix = format!("{}:", unique("dump"));
+    let auth = layer(connect(server, &prefix).await);
+    let sessions = auth.sessions(TokenIssuer::hs256(SECRET).unwrap());
+    let first = sessions.start("alice").await.unwrap();
+    let next = sessions.refresh(first.refresh.as_str()).await.unwrap();
+    let dump = dump(server, &prefix);
+    assert!(dump.contains("refresh:t:"), "{dump}");
+    for t in [first.refresh.as_str(), next.refresh.as_str()] {
+        assert!(!dump.contains(t), "raw refresh token in Redis: {dump}");
+    }
+    assert!(dump.contains(&tower_jwt_auth::RefreshHash::of(next.refresh.as_str()).to_hex()));
+}
+
+/// Two instances on one Redis: many simultaneous exchanges of one token, half on each,
+/// exactly one succeeds; a reuse on one ends the session on the other, whose access
+/// tokens are then refused there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_one_exchange_succeeds_and_reuse_is_seen_everywhere() {
+    use tower_jwt_auth::SessionErrorKind;
+    let server = RedisServer::shared();
+    let prefix = format!("{}:", unique("two"));
+    let a = layer(connect(server, &prefix).await);
+    let b = layer(connect(server, &prefix).await);
+    let issuer = TokenIssuer::hs256(SECRET).unwrap();
+    let (sa, sb) = (a.sessions(issuer.clone()), b.sessions(issuer));
+    let login = sa.start("alice").await.unwrap();
+    let token = login.refresh.as_str().to_owned();
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let s = if i % 2 == 0 { sa.clone() } else { sb.clone() };
+            let token = token.clone();
+            tokio::spawn(async move { s.refresh(&token).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => assert!(
+                matches!(
+                    e.kind(),
+                    SessionErrorKind::Reused | SessionErrorKind::Invalid
+                ),
+                "{e:?}"
+            ),
+        }
+    }
+    assert_eq!(ok, 1);
+
+    // Rotate on one, reuse on the other.
+    let login = sa.start("bob").await.unwrap();
+    let next = sa.refresh(login.refresh.as_str()).await.unwrap();
+    let reused = sb.refresh(login.refresh.as_str()).await.unwrap_err();
+    assert_eq!(reused.kind(), SessionErrorKind::Reused);
+    assert_eq!(
+        sa.refresh(next.refresh.as_str()).await.unwrap_err().kind(),
+        SessionErrorKind::Invalid
+    );
+    // The session's access tokens are refused on both instances.
+    wait_for(a.store(), next.access.info(), Revoked).await;
+    wait_for(b.store(), next.access.info(), Revoked).await;
+
+    // Logout on one (end the session): the refresh token is dead on the other.
+    let login = sa.start("carol").await.unwrap();
+    b.revoker().revoke(login.access.info()).await.unwrap();
+    assert_eq!(
+        sa.refresh(login.refresh.as_str()).await.unwrap_err().kind(),
+        SessionErrorKind::Invalid
+    );
+    // Logout everywhere on one: every session of the subject dies.
+    let one = sa.start("dave").await.unwrap();
+    let two = sb.start("dave").await.unwrap();
+    a.revoker().revoke_all(one.access.info()).await.unwrap();
+    for s in [&one, &two] {
+        let e = sb.refresh(s.refresh.as_str()).await.unwrap_err();
+        assert!(
+            matches!(
+                e.kind(),
+                SessionErrorKind::Invalid | SessionErrorKind::Revoked
+            ),
+            "{e:?}"
+        );
+    }
+}
+
+/// Redis down: an exchange answers Unavailable, and hands out nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_with_redis_down_is_unavailable() {
+    use tower_jwt_auth::SessionErrorKind;
+    let mut server = RedisServer::start_restartable();
+    let prefix = format!("{}:", unique("down"));
+    let store = RedisStore::connect(
+        RedisConfig::new(server.url())
+            .prefix(prefix)
+            .command_timeout(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
+    let auth = layer(store);
+    let sessions = auth.sessions(TokenIssuer::hs256(SECRET).unwrap());
+    let login = sessions.start("alice").await.unwrap();
+    server.stop();
+    let e = sessions.refresh(login.refresh.as_str()).await.unwrap_err();
+    assert_eq!(e.kind(), SessionErrorKind::Unavailable);
+    server.restart();
+    // Nothing was rotated: the token still works once Redis is back (AOF/RDB kept).
+    let mut again = None;
+    for _ in 0..50 {
+        match sessions.refresh(login.refresh.as_str()).await {
+            Ok(t) => {
+                again = Some(t);
+                break;
+            }
+            Err(e) if e.kind() == SessionErrorKind::Unavailable => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(again.is_some());
 }

@@ -167,3 +167,150 @@ mod redis {
         assert_eq!(ready(&later, &other), RevocationStatus::Active);
     }
 }
+
+// ---- Refresh tokens through `Sessions` ----
+
+use std::time::Duration;
+use tower_jwt_auth::{Check, RefreshCookie, RevocationStatus, RevocationStore, SessionErrorKind};
+
+fn refused(layer: &JwtAuthLayer<MemoryStore>, token: &tower_jwt_auth::IssuedToken) -> bool {
+    matches!(
+        layer.store().check(token.info()),
+        Check::Ready(Ok(RevocationStatus::Revoked))
+    )
+}
+
+#[tokio::test]
+async fn start_and_refresh_keep_the_session_and_rotate_the_token() {
+    let layer = layer();
+    let sessions = layer.sessions(issuer());
+    let login = sessions.start("alice").await.unwrap();
+    let sid = login.access.info().session_id().unwrap().to_owned();
+    assert_eq!(
+        login.refresh.as_str().len(),
+        43,
+        "256 bits, URL-safe base64"
+    );
+    assert!(
+        login
+            .refresh
+            .as_str()
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
+    assert_eq!(login.refresh.expires_in(), 14 * 24 * 3600);
+    assert!(!format!("{:?}", login.refresh).contains(login.refresh.as_str()));
+    let next = sessions.refresh(login.refresh.as_str()).await.unwrap();
+    assert_eq!(next.access.info().session_id(), Some(sid.as_str()));
+    assert_eq!(next.access.info().subject(), "alice");
+    assert_ne!(next.refresh.as_str(), login.refresh.as_str());
+    assert!(layer.verify(next.access.as_str()).is_ok());
+}
+
+#[tokio::test]
+async fn a_reuse_ends_the_session_and_refuses_its_access_tokens() {
+    let layer = layer();
+    let sessions = layer.sessions(issuer());
+    let login = sessions.start("alice").await.unwrap();
+    let next = sessions.refresh(login.refresh.as_str()).await.unwrap();
+    let e = sessions.refresh(login.refresh.as_str()).await.unwrap_err();
+    assert_eq!(e.kind(), SessionErrorKind::Reused);
+    assert!(refused(&layer, &login.access));
+    assert!(refused(&layer, &next.access));
+    let e = sessions.refresh(next.refresh.as_str()).await.unwrap_err();
+    assert_eq!(e.kind(), SessionErrorKind::Invalid);
+}
+
+#[tokio::test]
+async fn the_reuse_interval_lets_two_tabs_refresh_at_once() {
+    let layer = layer();
+    let sessions = layer
+        .sessions(issuer())
+        .reuse_interval(Duration::from_secs(2));
+    let login = sessions.start("alice").await.unwrap();
+    let tab1 = sessions.refresh(login.refresh.as_str()).await.unwrap();
+    let tab2 = sessions.refresh(login.refresh.as_str()).await.unwrap();
+    assert!(!refused(&layer, &tab1.access));
+    // The second tab's token is the current one.
+    sessions.refresh(tab2.refresh.as_str()).await.unwrap();
+}
+
+#[tokio::test]
+async fn lifetimes_are_configurable_and_capped_by_the_session() {
+    let layer = layer();
+    let sessions = layer
+        .sessions(issuer())
+        .refresh_lifetime(Duration::from_secs(60))
+        .session_lifetime(Duration::from_secs(30));
+    let login = sessions.start("alice").await.unwrap();
+    assert!(login.refresh.expires_in() <= 30);
+    let sessions = layer
+        .sessions(issuer())
+        .refresh_lifetime(Duration::from_secs(1));
+    let login = sessions.start("bob").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let e = sessions.refresh(login.refresh.as_str()).await.unwrap_err();
+    assert_eq!(e.kind(), SessionErrorKind::Invalid);
+}
+
+#[tokio::test]
+async fn hostile_refresh_tokens_are_invalid_without_touching_the_store() {
+    let layer = layer();
+    let sessions = layer.sessions(issuer());
+    let login = sessions.start("alice").await.unwrap();
+    let before = layer.store().refresh_len();
+    let long = "a".repeat(513);
+    for token in [
+        "",
+        long.as_str(),
+        "é",
+        "a b",
+        "a.b.c",
+        login.access.as_str(),
+        "\0",
+    ] {
+        let e = sessions.refresh(token).await.unwrap_err();
+        assert_eq!(e.kind(), SessionErrorKind::Invalid, "{token:?}");
+    }
+    assert_eq!(layer.store().refresh_len(), before);
+    // The real token still works.
+    sessions.refresh(login.refresh.as_str()).await.unwrap();
+}
+
+#[tokio::test]
+async fn logout_and_logout_everywhere_kill_refresh_tokens() {
+    let layer = layer();
+    let sessions = layer.sessions(issuer());
+    let revoker = layer.revoker();
+    let one = sessions.start("alice").await.unwrap();
+    let two = sessions.start("alice").await.unwrap();
+    let bob = sessions.start("bob").await.unwrap();
+    revoker.revoke(one.access.info()).await.unwrap();
+    assert!(sessions.refresh(one.refresh.as_str()).await.is_err());
+    let two = sessions.refresh(two.refresh.as_str()).await.unwrap();
+    revoker.revoke_all(two.access.info()).await.unwrap();
+    assert!(sessions.refresh(two.refresh.as_str()).await.is_err());
+    sessions.refresh(bob.refresh.as_str()).await.unwrap();
+    // A session started after the logout everywhere is not affected.
+    let three = sessions.start("alice").await.unwrap();
+    sessions.refresh(three.refresh.as_str()).await.unwrap();
+}
+
+#[test]
+fn the_refresh_cookie_is_strict_and_scoped_to_refresh() {
+    let cookie = RefreshCookie::new("refresh_token").unwrap();
+    let cleared = cookie.logout();
+    let cleared = cleared.to_str().unwrap();
+    for part in [
+        "refresh_token=",
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Path=/refresh",
+        "Max-Age=0",
+    ] {
+        assert!(cleared.contains(part), "{cleared}");
+    }
+    assert!(RefreshCookie::new("bad name").is_err());
+    assert!(cookie.path("no-slash").is_err());
+}

@@ -28,12 +28,24 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tower_jwt_auth::{
-    ConfigError, DEFAULT_MAX_TOKEN_LIFETIME, JwtAuthLayer, Rejection, RevocationStore, Revoker,
+    ConfigError, DEFAULT_MAX_TOKEN_LIFETIME, DEFAULT_SESSION_LIFETIME, IssuedToken, JwtAuthLayer,
+    RefreshCookie, Rejection, Revoker, SessionErrorKind, SessionStore, SessionTokens, Sessions,
     TokenCookie, TokenInfo, TokenIssuer, VerificationKey,
 };
 
 /// The cookie that carries the access token, and the layer's second token source.
 pub(crate) const COOKIE_NAME: &str = "access_token";
+
+/// The cookie that carries the refresh token (on `Path=/refresh` only).
+pub(crate) const REFRESH_COOKIE_NAME: &str = "refresh_token";
+
+/// How long a login waits for the store to record its refresh token before it answers
+/// with an access token only: a store outage never makes logins slow (a record that
+/// lands later belongs to a token nobody holds, and expires).
+const LOGIN_REFRESH_BUDGET: Duration = Duration::from_millis(150);
+
+/// The largest `/refresh` body accepted.
+const MAX_REFRESH_BODY: usize = 2 * 1024;
 
 /// The demo users: `(username, password)`. A real application stores password hashes
 /// (argon2, scrypt), never passwords.
@@ -110,6 +122,11 @@ pub(crate) struct Config {
     /// `JWT_TOKEN_CACHE`: how many verified tokens the layer remembers; 0 turns the
     /// verified-token cache off.
     pub(crate) token_cache: u64,
+    /// `REFRESH_TOKEN_TTL`: the refresh tokens' (sliding) lifetime.
+    pub(crate) refresh_ttl: Duration,
+    /// `REFRESH_REUSE_INTERVAL_MS`: how long a just-used refresh token may be exchanged
+    /// again without counting as a reuse (default 0).
+    pub(crate) refresh_reuse_interval: Duration,
 }
 
 /// A Redis URL; it may hold a password, so `Debug` does not show it.
@@ -141,6 +158,8 @@ impl Config {
             leeway: tower_jwt_auth::DEFAULT_LEEWAY,
             max_token_lifetime: None,
             token_cache: tower_jwt_auth::DEFAULT_TOKEN_CACHE_CAPACITY,
+            refresh_ttl: tower_jwt_auth::DEFAULT_REFRESH_LIFETIME,
+            refresh_reuse_interval: Duration::ZERO,
         }
     }
 
@@ -148,7 +167,8 @@ impl Config {
     /// `JWT_MAX_TOKEN_LIFETIME`, `JWT_TOKEN_CACHE`, `COOKIE_SECURE`,
     /// `REDIS_URL`, `REDIS_PREFIX`, `REDIS_MAX_STALENESS_MS`, `REDIS_COMMAND_TIMEOUT_MS`,
     /// `REDIS_SENTINELS`, `REDIS_SENTINEL_MASTER`, `REDIS_MIN_REPLICAS`,
-    /// `REDIS_WAIT_TIMEOUT_MS` and `REDIS_CLUSTER_NODES` (refused: Cluster is not
+    /// `REDIS_WAIT_TIMEOUT_MS`, `REFRESH_TOKEN_TTL`, `REFRESH_REUSE_INTERVAL_MS` and
+    /// `REDIS_CLUSTER_NODES` (refused: Cluster is not
     /// supported) through `get`, which returns a variable's value or `None` when it is unset.
     /// Messages name the variable but never show the secret.
     pub(crate) fn from_lookup(
@@ -295,6 +315,29 @@ impl Config {
             None => 0,
         };
         let redis_wait_timeout = millis("REDIS_WAIT_TIMEOUT_MS")?;
+        let refresh_ttl = match get("REFRESH_TOKEN_TTL")? {
+            Some(ttl) => match ttl.trim().parse::<u64>() {
+                Ok(secs) if secs > 0 => Duration::from_secs(secs),
+                _ => {
+                    return Err(format!(
+                        "REFRESH_TOKEN_TTL={ttl:?} is not a positive number of seconds"
+                    ));
+                }
+            },
+            None => tower_jwt_auth::DEFAULT_REFRESH_LIFETIME,
+        };
+        let refresh_reuse_interval = match get("REFRESH_REUSE_INTERVAL_MS")? {
+            Some(ms) => match ms.trim().parse::<u64>() {
+                Ok(ms) if ms <= 60_000 => Duration::from_millis(ms),
+                _ => {
+                    return Err(format!(
+                        "REFRESH_REUSE_INTERVAL_MS={ms:?} is not a number of milliseconds up \
+                         to 60000"
+                    ));
+                }
+            },
+            None => Duration::ZERO,
+        };
         if redis_min_replicas > 0 && redis_url.is_none() && redis_sentinel.is_none() {
             return Err(
                 "REDIS_MIN_REPLICAS is set without REDIS_URL or REDIS_SENTINELS: there are no \
@@ -317,6 +360,8 @@ impl Config {
             leeway,
             max_token_lifetime,
             token_cache,
+            refresh_ttl,
+            refresh_reuse_interval,
             ..Self::new(secret)
         })
     }
@@ -338,10 +383,12 @@ fn is_host_port(addr: &str) -> bool {
 struct AppState {
     issuer: TokenIssuer,
     cookie: TokenCookie,
+    refresh_cookie: RefreshCookie,
     revoker: Revoker,
+    sessions: Sessions,
 }
 
-/// The whole application: `/health`, `/`, `/login` in the open; `/me`, `/logout` and
+/// The whole application: `/health`, `/`, `/login`, `/refresh` in the open; `/me`, `/logout` and
 /// `/logout-all` behind a [`JwtAuthLayer`] that records revocations in `store`.
 ///
 /// The layer takes `Authorization: Bearer` first, then the `access_token` cookie, with
@@ -351,7 +398,7 @@ struct AppState {
 /// # Errors
 ///
 /// A [`ConfigError`] when the secret is too short or no crypto backend is usable.
-pub(crate) fn router<R: RevocationStore>(store: R, config: &Config) -> Result<Router, ConfigError> {
+pub(crate) fn router<R: SessionStore>(store: R, config: &Config) -> Result<Router, ConfigError> {
     let secret = &config.secret.0;
     // Accept every token this server issues, and other issuers' tokens up to the core's
     // default longest lifetime, unless told otherwise.
@@ -365,12 +412,19 @@ pub(crate) fn router<R: RevocationStore>(store: R, config: &Config) -> Result<Ro
         .max_token_lifetime(max_lifetime)
         .token_cache(config.token_cache)
         .build()?;
+    let issuer = TokenIssuer::hs256(secret)?
+        .lifetime(config.token_ttl)
+        .max_lifetime(max_lifetime);
     let state = Arc::new(AppState {
-        issuer: TokenIssuer::hs256(secret)?
-            .lifetime(config.token_ttl)
-            .max_lifetime(max_lifetime),
+        issuer: issuer.clone(),
         cookie: TokenCookie::new(COOKIE_NAME)?.secure(config.cookie_secure),
+        refresh_cookie: RefreshCookie::new(REFRESH_COOKIE_NAME)?.secure(config.cookie_secure),
         revoker: auth.revoker(),
+        sessions: auth
+            .sessions(issuer)
+            .refresh_lifetime(config.refresh_ttl)
+            .session_lifetime(config.refresh_ttl.max(DEFAULT_SESSION_LIFETIME))
+            .reuse_interval(config.refresh_reuse_interval),
     });
     let protected = Router::new()
         .route("/me", get(me))
@@ -384,6 +438,10 @@ pub(crate) fn router<R: RevocationStore>(store: R, config: &Config) -> Result<Ro
         .route(
             "/login",
             post(login).layer(DefaultBodyLimit::max(MAX_LOGIN_BODY)),
+        )
+        .route(
+            "/refresh",
+            post(refresh).layer(DefaultBodyLimit::max(MAX_REFRESH_BODY)),
         )
         .merge(protected)
         .layer(middleware::from_fn(log_request))
@@ -478,41 +536,181 @@ async fn login(
             "wrong username or password",
         );
     };
-    // Each login is a session of its own (the token's `sid`): logging out ends it.
-    let token = match TokenIssuer::new_session_id()
-        .and_then(|sid| app.issuer.issue_in_session(user, &sid, &()))
-    {
-        Ok(token) => token,
-        Err(e) => {
-            tracing::error!(error = %e, "could not issue a token");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "the token could not be issued",
-            );
+    // Each login is a session of its own (the token's `sid`), with its refresh token:
+    // logging out ends it.
+    let started = tokio::time::timeout(LOGIN_REFRESH_BUDGET, app.sessions.start(user)).await;
+    match started {
+        Ok(Ok(tokens)) => {
+            tracing::info!(user, "logged in");
+            token_response(&app, &tokens)
         }
-    };
-    tracing::info!(user, "logged in");
-    // The OAuth 2 token response (RFC 6749 §5.1), never cached.
+        failed => {
+            // The store could not record the refresh token (in time): log in all the
+            // same, with an access token only (a session that cannot be refreshed), so
+            // that a store outage never locks users out nor makes logins slow.
+            let why = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => "the store did not answer in time".to_owned(),
+            };
+            tracing::warn!(error = why, "refresh token not recorded; login without one");
+            match TokenIssuer::new_session_id()
+                .and_then(|sid| app.issuer.issue_in_session(user, &sid, &()))
+            {
+                Ok(access) => access_only_response(&app, &access),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not issue a token");
+                    error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "server_error",
+                        "the token could not be issued",
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// The token response without a refresh token (the store could not record one).
+fn access_only_response(app: &AppState, access: &IssuedToken) -> Response {
+    (
+        [
+            (header::SET_COOKIE, app.cookie.login(access)),
+            NO_STORE,
+            (header::PRAGMA, HeaderValue::from_static("no-cache")),
+        ],
+        Json(json!({
+            "access_token": access.as_str(),
+            "token_type": "Bearer",
+            "expires_in": access.expires_in(),
+        })),
+    )
+        .into_response()
+}
+
+/// 503 with `Retry-After: 1`.
+fn unavailable(description: &str) -> Response {
+    let mut response = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        description,
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// The OAuth 2 token response (RFC 6749 §5.1), never cached, with both cookies.
+fn token_response(app: &AppState, tokens: &SessionTokens) -> Response {
     #[derive(Serialize)]
     struct TokenResponse<'a> {
         access_token: &'a str,
         token_type: &'static str,
         expires_in: u64,
+        refresh_token: &'a str,
+        refresh_expires_in: u64,
     }
-    (
+    let access: &IssuedToken = &tokens.access;
+    let mut response = (
         [
-            (header::SET_COOKIE, app.cookie.login(&token)),
             NO_STORE,
             (header::PRAGMA, HeaderValue::from_static("no-cache")),
         ],
         Json(TokenResponse {
-            access_token: token.as_str(),
+            access_token: access.as_str(),
             token_type: "Bearer",
-            expires_in: token.expires_in(),
+            expires_in: access.expires_in(),
+            refresh_token: tokens.refresh.as_str(),
+            refresh_expires_in: tokens.refresh.expires_in(),
         }),
     )
-        .into_response()
+        .into_response();
+    let headers = response.headers_mut();
+    headers.append(header::SET_COOKIE, app.cookie.login(access));
+    headers.append(
+        header::SET_COOKIE,
+        app.refresh_cookie.login(&tokens.refresh),
+    );
+    response
+}
+
+/// `POST /refresh`: the refresh token from a JSON body `{"refresh_token": "…"}`, else
+/// from the `refresh_token` cookie (same-origin requests only).
+async fn refresh(
+    State(app): State<Arc<AppState>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    #[derive(Deserialize)]
+    struct RefreshRequest {
+        refresh_token: String,
+    }
+    let token = if body.iter().all(u8::is_ascii_whitespace) {
+        let from_cookie = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().split_once('='))
+            .find(|(name, _)| *name == REFRESH_COOKIE_NAME)
+            .map(|(_, value)| value.to_owned());
+        let Some(token) = from_cookie else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "send {\"refresh_token\": \"...\"} as JSON, or the refresh_token cookie",
+            );
+        };
+        if !app.refresh_cookie.same_origin(&method, &uri, &headers) {
+            tracing::info!("refresh refused: cross-origin request with the refresh cookie");
+            return error(
+                StatusCode::FORBIDDEN,
+                "cross_origin",
+                "cross-origin request with a refresh cookie refused",
+            );
+        }
+        token
+    } else {
+        match serde_json::from_slice::<RefreshRequest>(&body) {
+            Ok(request) => request.refresh_token,
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "send {\"refresh_token\": \"...\"} as JSON (Content-Type: application/json)",
+                );
+            }
+        }
+    };
+    match app.sessions.refresh(&token).await {
+        Ok(tokens) => {
+            tracing::info!(user = tokens.access.info().subject(), "refreshed");
+            token_response(&app, &tokens)
+        }
+        Err(e) if e.kind() == SessionErrorKind::Unavailable => {
+            let source = std::error::Error::source(&e).map(ToString::to_string);
+            tracing::error!(error = %e, source, "refresh failed: not recorded");
+            unavailable("the refresh could not be recorded; try again")
+        }
+        Err(e) => {
+            if e.kind() == SessionErrorKind::Reused {
+                tracing::warn!("refresh token reused: its session was ended");
+            } else {
+                tracing::info!(kind = ?e.kind(), "refresh refused");
+            }
+            let mut response = error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_grant",
+                "the refresh token is invalid, expired, used or revoked",
+            );
+            let headers = response.headers_mut();
+            headers.insert(NO_STORE.0, NO_STORE.1);
+            headers.append(header::SET_COOKIE, app.refresh_cookie.logout());
+            response
+        }
+    }
 }
 
 /// The verified claims (`sub`, `jti`, `iat`, `exp`, and `iat_us` for this server's
@@ -532,11 +730,11 @@ fn logged_out(
     match result {
         Ok(()) => {
             tracing::info!(user = token.subject(), "{what}");
-            (
-                StatusCode::NO_CONTENT,
-                [(header::SET_COOKIE, app.cookie.logout())],
-            )
-                .into_response()
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            let headers = response.headers_mut();
+            headers.append(header::SET_COOKIE, app.cookie.logout());
+            headers.append(header::SET_COOKIE, app.refresh_cookie.logout());
+            response
         }
         Err(e) => {
             let source = std::error::Error::source(&e).map(ToString::to_string);

@@ -19,6 +19,12 @@
 //! Subject cutoffs (logout everywhere) are rarer and keep one moka entry each, reachable
 //! the same way through an index of their own.
 //!
+//! Refresh tokens ([`SessionStore`]) are off the request path: their sessions and token
+//! records (by SHA-256 hash, never the token) sit in plain maps under one mutex, so a
+//! rotation is atomic; expired records are swept once as many writes as there are
+//! records have passed. Ending a session or a cutoff kills the refresh sessions it
+//! covers at once (a cutoff finds them through a per-subject index).
+//!
 //! # Time
 //!
 //! Tokens are judged against the wall clock, so entries are too. An entry is due only
@@ -54,6 +60,9 @@ use moka::Expiry;
 use moka::notification::RemovalCause;
 use moka::sync::Cache;
 
+use super::refresh::{
+    RefreshHash, RefreshRecord, RefreshSession, RotateOutcome, Rotation, SessionStore,
+};
 use super::{
     Acceptance, Check, RevocationStatus, RevocationStore, RevokedSession, RevokedToken,
     SubjectCutoff,
@@ -392,7 +401,84 @@ impl Hasher for Mix {
     }
 }
 
+/// A session's refresh state in memory, by (issuer, sid).
+struct RefreshEntry {
+    subject: String,
+    started: u64,
+    deadline: u64,
+    current: RefreshHash,
+    previous: Option<(RefreshHash, u64)>,
+}
+
+/// One refresh token's record: its session and whether it was exchanged.
+struct TokenEntry {
+    session: SessionKey,
+    used: bool,
+    expires_at: u64,
+}
+
+type SessionKey = (Option<String>, String);
+
+/// Every refresh session and token, under one lock: exchanges are rare next to checks,
+/// and one lock makes every rotation trivially atomic. Expired records are swept once
+/// as many writes as there are records have passed, so memory stays bounded by expiry.
+#[derive(Default)]
+struct Refresh {
+    sessions: HashMap<SessionKey, RefreshEntry>,
+    tokens: HashMap<RefreshHash, TokenEntry>,
+    /// The sessions of each (issuer, subject), for a logout everywhere; pruned by the
+    /// sweep.
+    subjects: HashMap<SessionKey, HashSet<SessionKey>>,
+    writes: usize,
+}
+
+impl Refresh {
+    fn sweep_if_due(&mut self, now: u64) {
+        self.writes += 1;
+        if self.writes < (self.sessions.len() + self.tokens.len()).max(1024) {
+            return;
+        }
+        self.writes = 0;
+        self.sessions.retain(|_, s| s.deadline > now);
+        let sessions = &self.sessions;
+        self.tokens
+            .retain(|_, t| t.expires_at > now && sessions.contains_key(&t.session));
+        self.subjects.retain(|_, set| {
+            set.retain(|k| sessions.contains_key(k));
+            !set.is_empty()
+        });
+    }
+
+    /// Kills the sessions of `subject` (from `issuer`) started at or before `cutoff`.
+    fn cut(&mut self, issuer: Option<&str>, subject: &str, cutoff: u64) {
+        let key = (issuer.map(str::to_owned), subject.to_owned());
+        let Some(set) = self.subjects.get_mut(&key) else {
+            return;
+        };
+        let sessions = &mut self.sessions;
+        set.retain(|k| match sessions.get(k) {
+            Some(s) if s.started <= cutoff => {
+                sessions.remove(k);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        });
+        if set.is_empty() {
+            self.subjects.remove(&key);
+        }
+    }
+
+    /// Kills the session's refresh tokens (its records go with the next sweep, and
+    /// none maps to a live session any more).
+    fn kill(&mut self, key: &SessionKey) {
+        self.sessions.remove(key);
+    }
+}
+
 struct Inner {
+    /// Refresh tokens ([`SessionStore`]).
+    refresh: Mutex<Refresh>,
     /// Set before the first denylist entry is written: until then checks skip the
     /// lookup. Never reset (a stale `true` only costs a lookup).
     any_tokens: AtomicBool,
@@ -445,6 +531,8 @@ impl fmt::Debug for MemoryStore {
         f.debug_struct("MemoryStore")
             .field("expiry_groups", &self.inner.tokens.cache.entry_count())
             .field("subject_cutoffs", &self.inner.subjects.cache.entry_count())
+            .field("refresh_sessions", &self.refresh_len().0)
+            .field("refresh_tokens", &self.refresh_len().1)
             .finish()
     }
 }
@@ -455,6 +543,7 @@ impl MemoryStore {
         let rules = Arc::new(Rules::default());
         Self {
             inner: Arc::new(Inner {
+                refresh: Mutex::default(),
                 any_tokens: AtomicBool::new(false),
                 any_cutoffs: AtomicBool::new(false),
                 tokens: Table::new(&rules),
@@ -559,6 +648,14 @@ impl MemoryStore {
     /// Records an ended session; one no longer needed is not stored.
     pub(crate) fn insert_session(&self, session: &RevokedSession<'_>) {
         let inner = &*self.inner;
+        inner
+            .refresh
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .kill(&(
+                session.issuer().map(str::to_owned),
+                session.sid().to_owned(),
+            ));
         let until = session.keep_until();
         let needed = match inner.rules.acceptance() {
             Some(a) => until.max(a.session_needed_until(session.ended_micros())),
@@ -660,6 +757,11 @@ impl MemoryStore {
         let inner = &*self.inner;
         let until = cutoff.keep_until();
         let taken = clock::observe(cutoff.cutoff_micros(), inner.rules.lead_micros());
+        inner
+            .refresh
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .cut(cutoff.issuer(), cutoff.subject(), taken);
         let needed = match inner.rules.acceptance() {
             Some(a) => until.max(a.cutoff_needed_until(taken)),
             None => until,
@@ -709,6 +811,169 @@ impl RevocationStore for MemoryStore {
 
     fn retain_for(&self, acceptance: &Acceptance) {
         self.inner.rules.widen(acceptance);
+    }
+}
+
+impl MemoryStore {
+    /// How many refresh sessions and refresh-token records are held (expired ones not
+    /// yet swept included). For tests and metrics.
+    pub fn refresh_len(&self) -> (usize, usize) {
+        let refresh = self
+            .inner
+            .refresh
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        (refresh.sessions.len(), refresh.tokens.len())
+    }
+
+    /// Whether the session `key`, started at `started`, was ended or cut off (the
+    /// revocation tables, which outlive a refresh session killed by them only when the
+    /// kill raced its creation).
+    fn refresh_revoked(&self, key: &SessionKey, subject: &str, started: u64) -> bool {
+        let inner = &*self.inner;
+        let (issuer, sid) = (key.0.as_deref(), key.1.as_str());
+        let skey = inner.session_keys.key(issuer, sid);
+        let ended = inner
+            .sessions
+            .index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&skey)
+            .cloned()
+            .is_some_and(|s| inner.sessions.live(skey, &s));
+        let ckey = inner.subject_keys.key(issuer, subject);
+        let cut = inner
+            .subjects
+            .index
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&ckey)
+            .cloned()
+            .is_some_and(|s| {
+                started <= s.cutoff.load(Ordering::Acquire) && inner.subjects.live(ckey, &s)
+            });
+        ended || cut
+    }
+
+    fn rotate(&self, rotation: &Rotation<'_>) -> RotateOutcome {
+        let now = rotation.now_millis() / 1000;
+        let presented = *rotation.presented();
+        let new = *rotation.new_hash();
+        let mut guard = self
+            .inner
+            .refresh
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let refresh = &mut *guard;
+        refresh.sweep_if_due(now);
+        let Some(token) = refresh.tokens.get(&presented) else {
+            return RotateOutcome::Invalid;
+        };
+        let (key, used) = (token.session.clone(), token.used);
+        if token.expires_at <= now {
+            return RotateOutcome::Invalid;
+        }
+        let Some(session) = refresh.sessions.get_mut(&key) else {
+            return RotateOutcome::Invalid;
+        };
+        if session.deadline <= now {
+            refresh.kill(&key);
+            return RotateOutcome::Invalid;
+        }
+        if self.refresh_revoked(&key, &session.subject, session.started) {
+            refresh.kill(&key);
+            return RotateOutcome::Revoked;
+        }
+        let named = RefreshSession {
+            issuer: key.0.clone(),
+            subject: session.subject.clone(),
+            sid: key.1.clone(),
+        };
+        let expires_at = rotation.new_expires_at().min(session.deadline);
+        let interval = u64::try_from(rotation.reuse_interval().as_millis()).unwrap_or(u64::MAX);
+        if session.current == new {
+            // A repeated call that already succeeded.
+            return RotateOutcome::Rotated {
+                session: named,
+                expires_at,
+            };
+        }
+        let overlap = session.previous.is_some_and(|(prev, at)| {
+            prev == presented
+                && interval > 0
+                && rotation.now_millis().saturating_sub(at) <= interval
+        });
+        if session.current == presented && !used {
+            session.previous = Some((presented, rotation.now_millis()));
+            session.current = new;
+            if let Some(t) = refresh.tokens.get_mut(&presented) {
+                t.used = true;
+                t.expires_at = session.deadline;
+            }
+        } else if overlap {
+            let superseded = std::mem::replace(&mut session.current, new);
+            refresh.tokens.remove(&superseded);
+        } else if used {
+            refresh.kill(&key);
+            return RotateOutcome::Reused { session: named };
+        } else {
+            return RotateOutcome::Invalid;
+        }
+        refresh.tokens.insert(
+            new,
+            TokenEntry {
+                session: key,
+                used: false,
+                expires_at,
+            },
+        );
+        RotateOutcome::Rotated {
+            session: named,
+            expires_at,
+        }
+    }
+}
+
+impl SessionStore for MemoryStore {
+    async fn create_refresh(&self, record: &RefreshRecord<'_>) -> Result<(), Infallible> {
+        let key: SessionKey = (record.issuer().map(str::to_owned), record.sid().to_owned());
+        let mut refresh = self
+            .inner
+            .refresh
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        refresh.sweep_if_due(clock::now_secs());
+        refresh
+            .subjects
+            .entry((
+                record.issuer().map(str::to_owned),
+                record.subject().to_owned(),
+            ))
+            .or_default()
+            .insert(key.clone());
+        refresh.sessions.insert(
+            key.clone(),
+            RefreshEntry {
+                subject: record.subject().to_owned(),
+                started: record.started_micros(),
+                deadline: record.session_expires_at(),
+                current: *record.hash(),
+                previous: None,
+            },
+        );
+        refresh.tokens.insert(
+            *record.hash(),
+            TokenEntry {
+                session: key,
+                used: false,
+                expires_at: record.expires_at(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn rotate_refresh(&self, rotation: &Rotation<'_>) -> Result<RotateOutcome, Infallible> {
+        Ok(self.rotate(rotation))
     }
 }
 

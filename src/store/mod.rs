@@ -10,6 +10,7 @@ use crate::clock;
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+pub(crate) mod refresh;
 
 /// Whether a verified token has been revoked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -347,3 +347,349 @@ macro_rules! suite {
     };
 }
 pub use suite;
+
+// ---- Refresh tokens (SessionStore) ----
+
+use tower_jwt_auth::{RefreshHash, RefreshRecord, RotateOutcome, Rotation, SessionStore};
+
+/// A fresh refresh token's hash (the token itself never reaches a store).
+pub fn refresh_hash() -> RefreshHash {
+    RefreshHash::of(&unique("refresh-token"))
+}
+
+/// Records the first refresh token `hash` of a new session of `subject`, started now,
+/// with a token and session lifetime of 600 s; returns the sid.
+pub async fn create<S: SessionStore>(store: &S, subject: &str, hash: &RefreshHash) -> String {
+    create_with(
+        store,
+        subject,
+        hash,
+        now_micros(),
+        now_secs() + 600,
+        now_secs() + 600,
+    )
+    .await
+}
+
+pub async fn create_with<S: SessionStore>(
+    store: &S,
+    subject: &str,
+    hash: &RefreshHash,
+    started: u64,
+    deadline: u64,
+    expires_at: u64,
+) -> String {
+    let sid = unique("sid");
+    store
+        .create_refresh(&RefreshRecord::new(
+            Some("iss"),
+            subject,
+            &sid,
+            hash,
+            started,
+            deadline,
+            expires_at,
+        ))
+        .await
+        .expect("create_refresh failed");
+    sid
+}
+
+pub async fn rotate<S: SessionStore>(
+    store: &S,
+    presented: &RefreshHash,
+    new: &RefreshHash,
+    interval: Duration,
+) -> RotateOutcome {
+    store
+        .rotate_refresh(&Rotation::new(
+            presented,
+            new,
+            now_micros() / 1000,
+            now_secs() + 600,
+            interval,
+        ))
+        .await
+        .expect("rotate_refresh failed")
+}
+
+fn rotated(outcome: &RotateOutcome, subject: &str, sid: &str) -> bool {
+    matches!(outcome, RotateOutcome::Rotated { session, .. }
+        if session.subject == subject && session.sid == sid && session.issuer.as_deref() == Some("iss"))
+}
+
+/// The current token rotates, again and again; each rotation names the session.
+pub async fn refresh_rotates<S: SessionStore>(store: S) {
+    let sub = unique("sub");
+    let h: Vec<RefreshHash> = (0..4).map(|_| refresh_hash()).collect();
+    let sid = create(&store, &sub, &h[0]).await;
+    for w in h.windows(2) {
+        let out = rotate(&store, &w[0], &w[1], Duration::ZERO).await;
+        assert!(rotated(&out, &sub, &sid), "{out:?}");
+    }
+}
+
+/// An unknown token is Invalid.
+pub async fn unknown_refresh_is_invalid<S: SessionStore>(store: S) {
+    let out = rotate(&store, &refresh_hash(), &refresh_hash(), Duration::ZERO).await;
+    assert_eq!(out, RotateOutcome::Invalid);
+}
+
+/// A used token presented again ends the session: its current token dies too.
+pub async fn reuse_ends_the_session<S: SessionStore>(store: S) {
+    let sub = unique("sub");
+    let (h0, h1, h2, h3) = (
+        refresh_hash(),
+        refresh_hash(),
+        refresh_hash(),
+        refresh_hash(),
+    );
+    let sid = create(&store, &sub, &h0).await;
+    assert!(rotated(
+        &rotate(&store, &h0, &h1, Duration::ZERO).await,
+        &sub,
+        &sid
+    ));
+    assert!(rotated(
+        &rotate(&store, &h1, &h2, Duration::ZERO).await,
+        &sub,
+        &sid
+    ));
+    // The oldest token, used: reuse.
+    match rotate(&store, &h0, &h3, Duration::ZERO).await {
+        RotateOutcome::Reused { session } => assert_eq!(session.sid, sid),
+        other => panic!("{other:?}"),
+    }
+    // The current one is dead, and so is every other.
+    assert_eq!(
+        rotate(&store, &h2, &h3, Duration::ZERO).await,
+        RotateOutcome::Invalid
+    );
+    assert_eq!(
+        rotate(&store, &h1, &h3, Duration::ZERO).await,
+        RotateOutcome::Invalid
+    );
+}
+
+/// With a reuse interval the previous token may be exchanged again within it (the new
+/// token replaces the current one); after it, or for an older token, it is a reuse.
+pub async fn reuse_interval_allows_the_previous_token<S: SessionStore>(store: S) {
+    let sub = unique("sub");
+    let interval = Duration::from_millis(1_500);
+    let h: Vec<RefreshHash> = (0..7).map(|_| refresh_hash()).collect();
+    let sid = create(&store, &sub, &h[0]).await;
+    assert!(rotated(
+        &rotate(&store, &h[0], &h[1], interval).await,
+        &sub,
+        &sid
+    ));
+    // The second tab: the same token again, within the interval.
+    assert!(rotated(
+        &rotate(&store, &h[0], &h[2], interval).await,
+        &sub,
+        &sid
+    ));
+    // h1 was superseded by h2 (never used): invalid, not a reuse.
+    assert_eq!(
+        rotate(&store, &h[1], &h[3], interval).await,
+        RotateOutcome::Invalid
+    );
+    assert!(rotated(
+        &rotate(&store, &h[2], &h[3], interval).await,
+        &sub,
+        &sid
+    ));
+    // h0 is no longer the previous token: a reuse, even within the interval.
+    assert!(matches!(
+        rotate(&store, &h[0], &h[4], interval).await,
+        RotateOutcome::Reused { .. }
+    ));
+    // Past the interval, the previous token is a reuse too.
+    let sub = unique("sub");
+    let sid = create(&store, &sub, &h[4]).await;
+    assert!(rotated(
+        &rotate(&store, &h[4], &h[5], Duration::from_millis(200)).await,
+        &sub,
+        &sid
+    ));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(matches!(
+        rotate(&store, &h[4], &h[6], Duration::from_millis(200)).await,
+        RotateOutcome::Reused { .. }
+    ));
+}
+
+/// Without an interval, the token just used is a reuse at once.
+pub async fn no_interval_means_any_second_exchange_is_reuse<S: SessionStore>(store: S) {
+    let sub = unique("sub");
+    let (h0, h1, h2) = (refresh_hash(), refresh_hash(), refresh_hash());
+    let sid = create(&store, &sub, &h0).await;
+    assert!(rotated(
+        &rotate(&store, &h0, &h1, Duration::ZERO).await,
+        &sub,
+        &sid
+    ));
+    assert!(matches!(
+        rotate(&store, &h0, &h2, Duration::ZERO).await,
+        RotateOutcome::Reused { .. }
+    ));
+}
+
+/// Repeating a call that succeeded (same presented and new token) answers Rotated again,
+/// and is no reuse.
+pub async fn a_repeated_rotation_is_idempotent<S: SessionStore>(store: S) {
+    let sub = unique("sub");
+    let (h0, h1, h2) = (refresh_hash(), refresh_hash(), refresh_hash());
+    let sid = create(&store, &sub, &h0).await;
+    assert!(rotated(
+        &rotate(&store, &h0, &h1, Duration::ZERO).await,
+        &sub,
+        &sid
+    ));
+    assert!(rotated(
+        &rotate(&store, &h0, &h1, Duration::ZERO).await,
+        &sub,
+        &sid
+    ));
+    assert!(rotated(
+        &rotate(&store, &h1, &h2, Duration::ZERO).await,
+        &sub,
+        &sid
+    ));
+}
+
+/// A token past its own expiry, or in a session past its deadline, is Invalid; the new
+/// token's expiry is capped at the session's deadline.
+pub async fn expired_refresh_is_invalid<S: SessionStore>(store: S) {
+    let sub = unique("sub");
+    let (h0, h1, h2, h3) = (
+        refresh_hash(),
+        refresh_hash(),
+        refresh_hash(),
+        refresh_hash(),
+    );
+    let n = now_secs();
+    create_with(&store, &sub, &h0, now_micros(), n + 600, n + 1).await;
+    let deadline = n + 2;
+    create_with(&store, &sub, &h2, now_micros(), deadline, n + 600).await;
+    match rotate(&store, &h2, &h3, Duration::ZERO).await {
+        RotateOutcome::Rotated { expires_at, .. } => assert_eq!(expires_at, deadline),
+        other => panic!("{other:?}"),
+    }
+    tokio::time::sleep(Duration::from_micros(
+        ((n + 2) * 1_000_000 + 300_000).saturating_sub(now_micros()),
+    ))
+    .await;
+    assert_eq!(
+        rotate(&store, &h0, &h1, Duration::ZERO).await,
+        RotateOutcome::Invalid
+    );
+    assert_eq!(
+        rotate(&store, &h3, &refresh_hash(), Duration::ZERO).await,
+        RotateOutcome::Invalid
+    );
+}
+
+/// An ended session refuses its refresh tokens, and so does a cutoff of its subject at
+/// or after its start; a cutoff before its start does not.
+pub async fn ended_session_or_cutoff_refuse_refresh<S: SessionStore>(store: S) {
+    let refused = |o: &RotateOutcome| matches!(o, RotateOutcome::Revoked | RotateOutcome::Invalid);
+    let sub = unique("sub");
+    let (h0, h1) = (refresh_hash(), refresh_hash());
+    let sid = create(&store, &sub, &h0).await;
+    end_session(&store, Some("iss"), &sid, now_secs() + 600).await;
+    let out = rotate(&store, &h0, &h1, Duration::ZERO).await;
+    assert!(refused(&out), "{out:?}");
+
+    // Another issuer's session with the same sid is another session.
+    let (h2, h3) = (refresh_hash(), refresh_hash());
+    let sid2 = create(&store, &sub, &h2).await;
+    end_session(&store, Some("other"), &sid2, now_secs() + 600).await;
+    end_session(&store, None, &sid2, now_secs() + 600).await;
+    assert!(rotated(
+        &rotate(&store, &h2, &h3, Duration::ZERO).await,
+        &sub,
+        &sid2
+    ));
+
+    // A cutoff before the session started leaves it alone.
+    let sub = unique("sub");
+    let before = now_micros();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (h4, h5, h6) = (refresh_hash(), refresh_hash(), refresh_hash());
+    let sid = create(&store, &sub, &h4).await;
+    cutoff(&store, Some("iss"), &sub, before, now_secs() + 600).await;
+    assert!(rotated(
+        &rotate(&store, &h4, &h5, Duration::ZERO).await,
+        &sub,
+        &sid
+    ));
+    // One at or after its start ends it; other subjects' sessions live on.
+    let (o0, o1) = (refresh_hash(), refresh_hash());
+    let other_sub = unique("sub");
+    let other_sid = create(&store, &other_sub, &o0).await;
+    cutoff(&store, Some("iss"), &sub, now_micros(), now_secs() + 600).await;
+    let out = rotate(&store, &h5, &h6, Duration::ZERO).await;
+    assert!(refused(&out), "{out:?}");
+    assert!(rotated(
+        &rotate(&store, &o0, &o1, Duration::ZERO).await,
+        &other_sub,
+        &other_sid
+    ));
+}
+
+/// Ending a session kills its refresh tokens for good: even once the ended-session entry
+/// (kept only as long as an access token could pass) has expired.
+pub async fn refresh_stays_dead_after_the_end_expires<S: SessionStore>(store: S) {
+    let sub = unique("sub");
+    let (h0, h1) = (refresh_hash(), refresh_hash());
+    let sid = create(&store, &sub, &h0).await;
+    end_session(&store, Some("iss"), &sid, now_secs() + 1).await;
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    let out = rotate(&store, &h0, &h1, Duration::ZERO).await;
+    assert!(
+        matches!(out, RotateOutcome::Revoked | RotateOutcome::Invalid),
+        "{out:?}"
+    );
+}
+
+/// Many simultaneous exchanges of one token: exactly one succeeds, the others are
+/// reuses (which end the session) or find it ended.
+pub async fn concurrent_exchanges_exactly_one_succeeds<S: SessionStore + Clone>(store: S) {
+    let sub = unique("sub");
+    let h0 = refresh_hash();
+    create(&store, &sub, &h0).await;
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { rotate(&store, &h0, &refresh_hash(), Duration::ZERO).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), RotateOutcome::Rotated { .. }) {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 1);
+}
+
+/// Expands to one `#[tokio::test]` per refresh-token case, each with a fresh store.
+#[macro_export]
+macro_rules! session_suite {
+    ($make:path) => {
+        $crate::suite!(@cases $make;
+            refresh_rotates,
+            unknown_refresh_is_invalid,
+            reuse_ends_the_session,
+            reuse_interval_allows_the_previous_token,
+            no_interval_means_any_second_exchange_is_reuse,
+            a_repeated_rotation_is_idempotent,
+            expired_refresh_is_invalid,
+            ended_session_or_cutoff_refuse_refresh,
+            refresh_stays_dead_after_the_end_expires,
+            concurrent_exchanges_exactly_one_succeeds,
+        );
+    };
+}
+pub use session_suite;

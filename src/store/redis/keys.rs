@@ -15,6 +15,9 @@ pub(super) struct Keys {
     pub(super) session_expiry: String,
     /// Stream: the change feed, one entry per write.
     pub(super) feed: String,
+    /// The prefix of the refresh-token keys (see [`Keys::refresh_session`],
+    /// [`Keys::refresh_token`], [`Keys::refresh_subject`]).
+    pub(super) refresh: String,
 }
 
 impl Keys {
@@ -26,7 +29,33 @@ impl Keys {
             sessions: format!("{prefix}sessions"),
             session_expiry: format!("{prefix}sessions:expiry"),
             feed: format!("{prefix}feed"),
+            refresh: format!("{prefix}refresh:"),
         }
+    }
+
+    /// Hash, one per login session with refresh tokens: `sub`, `iss` (when there is
+    /// one), `sid`, `sm` and `um` ([`member`] of (issuer, sid) and of (issuer, sub)),
+    /// `started` (µs), `deadline` (s), `current` (the current token's key), `previous`
+    /// and `rotated` (ms, Redis's clock). Expires at the deadline.
+    pub(super) fn refresh_session(&self, issuer: Option<&str>, sid: &str) -> Vec<u8> {
+        let mut key = format!("{}s:", self.refresh).into_bytes();
+        key.extend_from_slice(&member(issuer, sid));
+        key
+    }
+
+    /// Hash, one per refresh token, by its SHA-256 (hex; never the token): `s` (its
+    /// session's key) and `used`. Expires with the token, or once used at the session's
+    /// deadline (so a reuse is recognised while the session lives).
+    pub(super) fn refresh_token(&self, hash_hex: &str) -> String {
+        format!("{}t:{hash_hex}", self.refresh)
+    }
+
+    /// Set, one per subject: the keys of its refresh sessions, which a logout
+    /// everywhere ends. Expires with the latest of them.
+    pub(super) fn refresh_subject(&self, issuer: Option<&str>, subject: &str) -> Vec<u8> {
+        let mut key = format!("{}u:", self.refresh).into_bytes();
+        key.extend_from_slice(&member(issuer, subject));
+        key
     }
 }
 

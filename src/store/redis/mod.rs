@@ -48,6 +48,7 @@ use self::sentinel::Primary;
 use self::sweep::Sweeper;
 use self::timing::Timing;
 use self::writer::Writer;
+use super::refresh::{RefreshRecord, RefreshSession, RotateOutcome, Rotation, SessionStore};
 use super::{
     Acceptance, Check, RevocationStatus, RevocationStore, RevokedSession, RevokedToken,
     SubjectCutoff,
@@ -600,6 +601,72 @@ impl RevocationStore for RedisStore {
 
     fn retain_for(&self, acceptance: &Acceptance) {
         self.inner.shared.retain_for(acceptance);
+    }
+}
+
+impl SessionStore for RedisStore {
+    async fn create_refresh(&self, record: &RefreshRecord<'_>) -> Result<(), RedisStoreError> {
+        self.write(&scripts::create_refresh(&self.inner.keys, record))
+            .await
+    }
+
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    async fn rotate_refresh(
+        &self,
+        rotation: &Rotation<'_>,
+    ) -> Result<RotateOutcome, RedisStoreError> {
+        let script = scripts::rotate_refresh(&self.inner.keys, rotation);
+        let reply = match self.inner.writer.write_returning(&script).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                warn_event!(
+                    kind = ?e.kind(),
+                    error = %e,
+                    "refresh-token rotation not recorded in Redis; reported as failed"
+                );
+                return Err(e);
+            }
+        };
+        rotate_outcome(reply).ok_or_else(reply::unexpected)
+    }
+}
+
+/// Decodes `ROTATE_REFRESH`'s reply.
+fn rotate_outcome(reply: ::redis::Value) -> Option<RotateOutcome> {
+    let ::redis::Value::Array(items) = reply else {
+        return None;
+    };
+    let text = |v: &::redis::Value| -> Option<String> {
+        match v {
+            ::redis::Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+            ::redis::Value::SimpleString(s) => Some(s.clone()),
+            ::redis::Value::Int(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    let fields: Vec<String> = items.iter().map(text).collect::<Option<_>>()?;
+    let session = |f: &[String]| -> Option<RefreshSession> {
+        let issuer = match f.first()?.as_str() {
+            "-" => None,
+            iss => Some(iss.strip_prefix('+')?.to_owned()),
+        };
+        Some(RefreshSession {
+            issuer,
+            subject: f.get(1)?.clone(),
+            sid: f.get(2)?.clone(),
+        })
+    };
+    match fields.first()?.as_str() {
+        "rotated" if fields.len() == 5 => Some(RotateOutcome::Rotated {
+            session: session(&fields[1..4])?,
+            expires_at: fields[4].parse().ok()?,
+        }),
+        "reused" if fields.len() == 4 => Some(RotateOutcome::Reused {
+            session: session(&fields[1..4])?,
+        }),
+        "revoked" => Some(RotateOutcome::Revoked),
+        "invalid" => Some(RotateOutcome::Invalid),
+        _ => None,
     }
 }
 

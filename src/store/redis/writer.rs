@@ -70,6 +70,15 @@ impl Writer {
     /// scripts are idempotent, so a write that did land before the loss is harmless to
     /// repeat.
     pub(super) async fn write(&self, script: &ScriptInvocation<'_>) -> Result<(), RedisStoreError> {
+        self.write_returning(script).await.map(drop)
+    }
+
+    /// [`write`](Self::write), returning the script's reply. The script must be safe to
+    /// repeat (a retried call may find its own earlier effect).
+    pub(super) async fn write_returning(
+        &self,
+        script: &ScriptInvocation<'_>,
+    ) -> Result<Value, RedisStoreError> {
         let deadline = Instant::now() + self.timing.write_limit();
         let mut last_error: Option<RedisStoreError> = None;
         loop {
@@ -89,7 +98,7 @@ impl Writer {
                 }
             };
             let error = match outcome {
-                Ok((_, Ok(()))) => return Ok(()),
+                Ok((_, Ok(reply))) => return Ok(reply),
                 Ok((generation, Err(e))) => {
                     if retry_elsewhere(&e) {
                         self.discard(generation).await;
@@ -115,7 +124,7 @@ impl Writer {
         &self,
         script: &ScriptInvocation<'_>,
         conn: &mut MultiplexedConnection,
-    ) -> Result<(), RedisStoreError> {
+    ) -> Result<Value, RedisStoreError> {
         let replicas = self.timing.min_replicas;
         for _ in 0..2 {
             let mut pipe = ::redis::pipe();
@@ -131,8 +140,8 @@ impl Writer {
                 .await
                 .map_err(RedisStoreError::from)?;
             let waited = if replicas > 0 { replies.pop() } else { None };
-            match replies.pop() {
-                Some(Ok(_)) => {}
+            let reply = match replies.pop() {
+                Some(Ok(reply)) => reply,
                 Some(Err(e)) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                     script
                         .load_async(conn)
@@ -142,10 +151,10 @@ impl Writer {
                 }
                 Some(Err(e)) => return Err(e.into()),
                 None => return Err(RedisStoreError::new(RedisStoreErrorKind::UnexpectedReply)),
-            }
+            };
             return match waited {
-                None => Ok(()),
-                Some(Ok(Value::Int(acked))) if acked >= i64::from(replicas) => Ok(()),
+                None => Ok(reply),
+                Some(Ok(Value::Int(acked))) if acked >= i64::from(replicas) => Ok(reply),
                 Some(Ok(Value::Int(_))) => {
                     Err(RedisStoreError::new(RedisStoreErrorKind::NotReplicated))
                 }

@@ -6,17 +6,13 @@ estimates it left in OUT and the results of scripts/bench-http.
 """
 import json, os, re, sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import criterion_estimates  # noqa: E402
+
 out, http_results = sys.argv[1], sys.argv[2]
 
 def est(backend, group, bench):
-    """Criterion's median point estimate, in ns."""
-    group = group.replace("/", "_")
-    bench = bench.replace("::", "__").replace("/", "_")
-    path = os.path.join(out, "criterion-" + backend, group, bench, "new", "estimates.json")
-    try:
-        return json.load(open(path))["median"]["point_estimate"]
-    except OSError:
-        return None
+    return criterion_estimates.median(out, backend, group, bench)
 
 def t(ns):
     if ns is None:

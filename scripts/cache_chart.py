@@ -7,19 +7,16 @@ Times on a logarithmic axis, each bar labelled with its median.
 
     cache_chart.py OUT > docs/bench-cache.svg
 """
-import json, math, os, sys
+import math, os, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import criterion_estimates  # noqa: E402
 
 out = sys.argv[1]
 
 
 def est(backend, group, bench):
-    group = group.replace("/", "_")
-    bench = bench.replace("::", "__").replace("/", "_")
-    path = os.path.join(out, "criterion-" + backend, group, bench, "new", "estimates.json")
-    try:
-        return json.load(open(path))["median"]["point_estimate"]
-    except OSError:
-        return None
+    return criterion_estimates.median(out, backend, group, bench)
 
 
 def label(ns):

@@ -293,7 +293,12 @@ impl TokenIssuer {
 
 /// 128 random bits, URL-safe base64 without padding.
 fn random_id(why: &'static str) -> Result<String, IssueError> {
-    let mut id = [0u8; 16];
+    random_base64::<16>(why)
+}
+
+/// `N` random bytes, URL-safe base64 without padding.
+pub(crate) fn random_base64<const N: usize>(why: &'static str) -> Result<String, IssueError> {
+    let mut id = [0u8; N];
     getrandom::fill(&mut id)
         .map_err(|e| IssueError::new(IssueErrorKind::NoRandomness, why).with_source(e))?;
     Ok(URL_SAFE_NO_PAD.encode(id))
@@ -363,8 +368,88 @@ pub(crate) fn valid_cookie_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-pub(crate) fn valid_attribute(value: &str) -> bool {
+fn valid_attribute(value: &str) -> bool {
     !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic() && b != b';')
+}
+
+/// A `Set-Cookie` cookie's validated attributes, shared by [`TokenCookie`] and
+/// [`RefreshCookie`](crate::RefreshCookie): always `HttpOnly`, with its own `SameSite`.
+#[derive(Clone, Debug)]
+pub(crate) struct CookieAttrs {
+    name: String,
+    path: String,
+    domain: Option<String>,
+    secure: bool,
+    same_site: SameSite,
+}
+
+impl CookieAttrs {
+    /// `Secure`, no `Domain`, the given `Path` and `SameSite`.
+    pub(crate) fn new(name: String, path: &str, same_site: SameSite) -> Result<Self, ConfigError> {
+        if !valid_cookie_name(&name) {
+            return Err(ConfigError::new(
+                ConfigErrorKind::InvalidSetting,
+                format!("{name:?} is not a valid cookie name"),
+            ));
+        }
+        Ok(Self {
+            name,
+            path: path.to_owned(),
+            domain: None,
+            secure: true,
+            same_site,
+        })
+    }
+
+    pub(crate) fn set_secure(&mut self, secure: bool) {
+        self.secure = secure;
+    }
+
+    pub(crate) fn set_path(&mut self, path: String) -> Result<(), ConfigError> {
+        if !valid_attribute(&path) || !path.starts_with('/') {
+            return Err(ConfigError::new(
+                ConfigErrorKind::InvalidSetting,
+                format!("{path:?} is not a valid cookie path"),
+            ));
+        }
+        self.path = path;
+        Ok(())
+    }
+
+    pub(crate) fn set_domain(&mut self, domain: String) -> Result<(), ConfigError> {
+        if !valid_attribute(&domain) {
+            return Err(ConfigError::new(
+                ConfigErrorKind::InvalidSetting,
+                format!("{domain:?} is not a valid cookie domain"),
+            ));
+        }
+        self.domain = Some(domain);
+        Ok(())
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The `Set-Cookie` value holding `value` for `max_age` seconds; `0` deletes it.
+    pub(crate) fn header(&self, value: &str, max_age: u64) -> HeaderValue {
+        let max_age = i64::try_from(max_age).unwrap_or(i64::MAX);
+        let mut c = Cookie::build((self.name.as_str(), value))
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(self.same_site)
+            .path(self.path.as_str())
+            .max_age(cookie::time::Duration::seconds(max_age));
+        if let Some(domain) = &self.domain {
+            c = c.domain(domain.as_str());
+        }
+        if max_age == 0 {
+            c = c.expires(cookie::time::OffsetDateTime::UNIX_EPOCH);
+        }
+        // Name, path and domain were validated and tokens are base64url: always valid.
+        HeaderValue::try_from(c.build().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
 }
 
 /// The token cookie: `Set-Cookie` values for login and logout.
@@ -375,10 +460,7 @@ pub(crate) fn valid_attribute(value: &str) -> bool {
 /// an empty value and `Max-Age=0`, so the browser deletes it.
 #[derive(Clone, Debug)]
 pub struct TokenCookie {
-    name: String,
-    path: String,
-    domain: Option<String>,
-    secure: bool,
+    attrs: CookieAttrs,
 }
 
 impl TokenCookie {
@@ -388,18 +470,8 @@ impl TokenCookie {
     ///
     /// [`ConfigErrorKind::InvalidSetting`] if `name` is not a valid cookie name.
     pub fn new(name: impl Into<String>) -> Result<Self, ConfigError> {
-        let name = name.into();
-        if !valid_cookie_name(&name) {
-            return Err(ConfigError::new(
-                ConfigErrorKind::InvalidSetting,
-                format!("{name:?} is not a valid cookie name"),
-            ));
-        }
         Ok(Self {
-            name,
-            path: "/".into(),
-            domain: None,
-            secure: true,
+            attrs: CookieAttrs::new(name.into(), "/", SameSite::Lax)?,
         })
     }
 
@@ -407,7 +479,7 @@ impl TokenCookie {
     /// off only for plain-HTTP development.
     #[must_use]
     pub fn secure(mut self, secure: bool) -> Self {
-        self.secure = secure;
+        self.attrs.set_secure(secure);
         self
     }
 
@@ -418,14 +490,7 @@ impl TokenCookie {
     /// [`ConfigErrorKind::InvalidSetting`] for an empty path or one with `;`, spaces or
     /// control characters.
     pub fn path(mut self, path: impl Into<String>) -> Result<Self, ConfigError> {
-        let path = path.into();
-        if !valid_attribute(&path) || !path.starts_with('/') {
-            return Err(ConfigError::new(
-                ConfigErrorKind::InvalidSetting,
-                format!("{path:?} is not a valid cookie path"),
-            ));
-        }
-        self.path = path;
+        self.attrs.set_path(path.into())?;
         Ok(self)
     }
 
@@ -436,48 +501,22 @@ impl TokenCookie {
     /// [`ConfigErrorKind::InvalidSetting`] for an empty domain or one with `;`, spaces or
     /// control characters.
     pub fn domain(mut self, domain: impl Into<String>) -> Result<Self, ConfigError> {
-        let domain = domain.into();
-        if !valid_attribute(&domain) {
-            return Err(ConfigError::new(
-                ConfigErrorKind::InvalidSetting,
-                format!("{domain:?} is not a valid cookie domain"),
-            ));
-        }
-        self.domain = Some(domain);
+        self.attrs.set_domain(domain.into())?;
         Ok(self)
     }
 
     /// The cookie's name.
     pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn build<'a>(&'a self, value: &'a str, max_age: i64) -> HeaderValue {
-        let mut c = Cookie::build((self.name.as_str(), value))
-            .http_only(true)
-            .secure(self.secure)
-            .same_site(SameSite::Lax)
-            .path(self.path.as_str())
-            .max_age(cookie::time::Duration::seconds(max_age));
-        if let Some(domain) = &self.domain {
-            c = c.domain(domain.as_str());
-        }
-        if max_age == 0 {
-            c = c.expires(cookie::time::OffsetDateTime::UNIX_EPOCH);
-        }
-        // Name, path and domain were validated and a JWT is base64url: always valid.
-        HeaderValue::try_from(c.build().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static(""))
+        self.attrs.name()
     }
 
     /// The `Set-Cookie` value that stores `token` at login.
     pub fn login(&self, token: &IssuedToken) -> HeaderValue {
-        let max_age = i64::try_from(token.expires_in()).unwrap_or(i64::MAX);
-        self.build(token.as_str(), max_age)
+        self.attrs.header(token.as_str(), token.expires_in())
     }
 
     /// The `Set-Cookie` value that deletes the cookie at logout.
     pub fn logout(&self) -> HeaderValue {
-        self.build("", 0)
+        self.attrs.header("", 0)
     }
 }

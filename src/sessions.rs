@@ -8,14 +8,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use cookie::{Cookie, SameSite};
+use cookie::SameSite;
 use http::HeaderValue;
 
 use crate::clock;
-use crate::error::{ConfigError, ConfigErrorKind};
-use crate::issue::{IssuedToken, TokenIssuer, valid_attribute, valid_cookie_name};
+use crate::error::ConfigError;
+use crate::issue::{CookieAttrs, IssuedToken, TokenIssuer, random_base64};
 use crate::revoke::Revoker;
 use crate::store::refresh::{RefreshHash, RefreshRecord, RotateOutcome, Rotation, SessionStore};
 
@@ -371,9 +369,8 @@ fn plausible(token: &str) -> bool {
 
 /// A new refresh token (256 random bits) and its hash.
 fn new_refresh() -> Result<(String, RefreshHash), SessionError> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| SessionError::unavailable(e.to_string()))?;
-    let token = URL_SAFE_NO_PAD.encode(bytes);
+    let token = random_base64::<32>("no randomness for the refresh token")
+        .map_err(SessionError::unavailable)?;
     let hash = RefreshHash::of(&token);
     Ok((token, hash))
 }
@@ -387,9 +384,7 @@ fn new_refresh() -> Result<(String, RefreshHash), SessionError> {
 /// clearing cookie has the same name and `Path`, an empty value and `Max-Age=0`.
 #[derive(Clone, Debug)]
 pub struct RefreshCookie {
-    name: String,
-    path: String,
-    secure: bool,
+    attrs: CookieAttrs,
 }
 
 impl RefreshCookie {
@@ -397,26 +392,18 @@ impl RefreshCookie {
     ///
     /// # Errors
     ///
-    /// [`ConfigErrorKind::InvalidSetting`] if `name` is not a valid cookie name.
+    /// [`ConfigErrorKind::InvalidSetting`](crate::ConfigErrorKind::InvalidSetting) if
+    /// `name` is not a valid cookie name.
     pub fn new(name: impl Into<String>) -> Result<Self, ConfigError> {
-        let name = name.into();
-        if !valid_cookie_name(&name) {
-            return Err(ConfigError::new(
-                ConfigErrorKind::InvalidSetting,
-                format!("{name:?} is not a valid cookie name"),
-            ));
-        }
         Ok(Self {
-            name,
-            path: "/refresh".into(),
-            secure: true,
+            attrs: CookieAttrs::new(name.into(), "/refresh", SameSite::Strict)?,
         })
     }
 
     /// Whether to mark the cookie `Secure`. Default `true`.
     #[must_use]
     pub fn secure(mut self, secure: bool) -> Self {
-        self.secure = secure;
+        self.attrs.set_secure(secure);
         self
     }
 
@@ -424,51 +411,27 @@ impl RefreshCookie {
     ///
     /// # Errors
     ///
-    /// [`ConfigErrorKind::InvalidSetting`] for a path that is empty, does not start
-    /// with `/`, or holds `;`, spaces or control characters.
+    /// [`ConfigErrorKind::InvalidSetting`](crate::ConfigErrorKind::InvalidSetting) for a
+    /// path that is empty, does not start with `/`, or holds `;`, spaces or control
+    /// characters.
     pub fn path(mut self, path: impl Into<String>) -> Result<Self, ConfigError> {
-        let path = path.into();
-        if !valid_attribute(&path) || !path.starts_with('/') {
-            return Err(ConfigError::new(
-                ConfigErrorKind::InvalidSetting,
-                format!("{path:?} is not a valid cookie path"),
-            ));
-        }
-        self.path = path;
+        self.attrs.set_path(path.into())?;
         Ok(self)
     }
 
     /// The cookie's name.
     pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn build(&self, value: &str, max_age: i64) -> HeaderValue {
-        let mut c = Cookie::build((self.name.as_str(), value))
-            .http_only(true)
-            .secure(self.secure)
-            .same_site(SameSite::Strict)
-            .path(self.path.as_str())
-            .max_age(cookie::time::Duration::seconds(max_age));
-        if max_age == 0 {
-            c = c.expires(cookie::time::OffsetDateTime::UNIX_EPOCH);
-        }
-        // Name and path were validated and a refresh token is base64url.
-        HeaderValue::try_from(c.build().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static(""))
+        self.attrs.name()
     }
 
     /// The `Set-Cookie` value that stores `token`.
     pub fn login(&self, token: &RefreshToken) -> HeaderValue {
-        self.build(
-            token.as_str(),
-            i64::try_from(token.expires_in()).unwrap_or(i64::MAX),
-        )
+        self.attrs.header(token.as_str(), token.expires_in())
     }
 
     /// The `Set-Cookie` value that deletes the cookie.
     pub fn logout(&self) -> HeaderValue {
-        self.build("", 0)
+        self.attrs.header("", 0)
     }
 
     /// Whether a request that carries this cookie may be answered: the cross-origin

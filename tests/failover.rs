@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use support::example_server::ExampleServer;
 use support::http::{Failure, Http, Reply, access_token};
-use support::redis_server::RedisServer;
+use support::redis_server::{RedisServer, eventually};
 use support::tokens::claims_of;
 
 const SECRET: &str = "failover-test-secret-shared-by-both-instances";
@@ -300,15 +300,6 @@ fn in_denylist(server: &RedisServer, token: &str) -> bool {
     reply.as_slice() == b":1\r\n"
 }
 
-async fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    start.elapsed()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_failover_loses_no_logout_answered_204() {
     failover(false).await;
@@ -347,7 +338,7 @@ async fn failover(replica_behind: bool) {
         load.no_replica.store(true, Ordering::SeqCst);
         s.replica.freeze();
         let refused = load.figures.lock().unwrap().logouts_503_no_replica;
-        wait_until(
+        eventually(
             Duration::from_secs(10),
             "logouts answered 503 while the replica is paused",
             || load.figures.lock().unwrap().logouts_503_no_replica >= refused + 5,
@@ -364,7 +355,7 @@ async fn failover(replica_behind: bool) {
     let promoted = s.replica.addr();
     let sentinels = &s.sentinels;
     let replica = &s.replica;
-    let failover = wait_until(
+    let failover = eventually(
         Duration::from_secs(20),
         "the sentinels promote the replica",
         || {
@@ -399,7 +390,7 @@ async fn failover(replica_behind: bool) {
     s.primary.wait_replicating();
     let back = Instant::now();
     let logouts_then = load.figures.lock().unwrap().logouts_204;
-    wait_until(Duration::from_secs(10), "logouts are done again", || {
+    eventually(Duration::from_secs(10), "logouts are done again", || {
         load.figures.lock().unwrap().logouts_204 >= logouts_then + 4
     })
     .await;

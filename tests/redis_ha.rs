@@ -21,7 +21,7 @@ mod redis_server;
 use std::time::{Duration, Instant};
 
 use conformance::{now_secs, token, unique};
-use redis_server::RedisServer;
+use redis_server::{RedisServer, eventually};
 use tower_jwt_auth::RevocationStatus::Revoked;
 use tower_jwt_auth::{
     Check, RedisConfig, RedisStore, RedisStoreError, RedisStoreErrorKind, RevocationStatus,
@@ -48,15 +48,6 @@ fn check(store: &RedisStore, t: &TokenInfo) -> Result<RevocationStatus, RedisSto
         Check::Ready(result) => result,
         Check::Pending(_) => panic!("the Redis store must answer checks synchronously"),
     }
-}
-
-async fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    start.elapsed()
 }
 
 async fn revoke(store: &RedisStore, t: &TokenInfo) -> Result<(), RedisStoreError> {

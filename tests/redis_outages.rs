@@ -13,7 +13,7 @@ use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use conformance::{now_micros, now_secs, token, unique};
-use redis_server::RedisServer;
+use redis_server::{RedisServer, eventually};
 use tower_jwt_auth::RevocationStatus::{Active, Revoked};
 use tower_jwt_auth::{
     Check, JwtAuthLayer, RedisConfig, RedisStore, RedisStoreError, RedisStoreErrorKind,
@@ -57,16 +57,6 @@ fn check(store: &RedisStore, t: &TokenInfo) -> Result<RevocationStatus, RedisSto
 
 fn ready(store: &RedisStore, t: &TokenInfo) -> RevocationStatus {
     check(store, t).expect("check failed")
-}
-
-/// Polls until `f` holds, or panics after `limit`; returns how long it took.
-async fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    start.elapsed()
 }
 
 async fn revoke(store: &RedisStore, t: &TokenInfo) -> Result<(), RedisStoreError> {

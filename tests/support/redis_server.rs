@@ -585,3 +585,15 @@ pub fn ready(
         }
     }
 }
+
+/// Polls `done` every 5 ms until it holds, for at most `limit` (then fails the test,
+/// naming `what`); returns how long it took. For what a background task or another
+/// process does in its own time (a feed catching up, a failover).
+pub async fn eventually(limit: Duration, what: &str, mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    start.elapsed()
+}

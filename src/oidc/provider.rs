@@ -639,6 +639,7 @@ impl fmt::Display for KeysError {
 }
 
 impl KeysError {
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     fn code(&self) -> &'static str {
         match self {
             Self::Discovery(_) | Self::Jwks(_) => "fetch_failed",
@@ -694,7 +695,11 @@ async fn run(inner: Arc<Inner>) {
                 }
                 let _ = (keys, skipped, removed, started);
                 failures = 0;
-                let interval = max_age.unwrap_or(DEFAULT_REFRESH).clamp(s.floor, s.ceiling);
+                // Refreshed well before the set could go stale while the provider is up.
+                let interval = max_age
+                    .unwrap_or(DEFAULT_REFRESH)
+                    .clamp(s.floor, s.ceiling)
+                    .min(s.max_stale / 2);
                 next = now + interval;
             }
             Err(e) => {

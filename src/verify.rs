@@ -197,6 +197,7 @@ pub(crate) enum Refused {
     Reject(Rejection),
     /// The token names a key its provider's set lacks, and a fetch that may bring it
     /// is under way: verify again once this resolves.
+    #[cfg_attr(not(feature = "oidc"), allow(dead_code))]
     Wait(KeyWait),
 }
 
@@ -379,6 +380,8 @@ impl Verifier {
         if token.len() > self.max_token_len {
             return Err(reasons::TOO_LONG.into());
         }
+        #[cfg(not(feature = "oidc"))]
+        let _ = may_wait;
         #[cfg(feature = "oidc")]
         if !self.providers.is_empty()
             && let Some(route) =

@@ -421,7 +421,7 @@ pub(crate) enum Unknown {
 /// A request's wait for a key-set fetch: resolves when the fetch finishes or the wait
 /// bound passes, whichever is first. Only a request whose `kid` started or joined a
 /// fetch holds one (boxed: the rare path pays for it, not the response future's size).
-pub(crate) struct KeyWait(Pin<Box<dyn Future<Output = ()> + Send>>);
+pub(crate) struct KeyWait(Pin<Box<dyn Future<Output = ()> + Send + Sync>>);
 
 impl Future for KeyWait {
     type Output = ();

@@ -523,3 +523,46 @@ async fn a_failing_key_set_fetch_is_reported_once_per_outage_and_so_is_its_recov
         );
     }
 }
+
+/// A client of the application's own: here the built-in one, counting its requests.
+struct Counting(
+    tower_jwt_auth::oidc::HyperClient,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+);
+
+impl tower_jwt_auth::oidc::HttpClient for Counting {
+    fn get(&self, request: http::Request<()>) -> tower_jwt_auth::oidc::HttpFuture {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.get(request)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_url_without_discovery_through_the_applications_own_client() {
+    let key = KeyPair::rsa("k", Algorithm::RS384);
+    let provider = Provider::start(&[&key]).await;
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let idp = IdentityProvider::jwks(provider.issuer(), provider.jwks_url())
+        .audience(AUDIENCE)
+        .client(Counting(Default::default(), sent.clone()))
+        .build()
+        .unwrap();
+    fetched(&idp).await;
+    let svc = app(&layer(&idp));
+    let seen = call(&svc, &key.sign(&provider.claims("alice"))).await;
+    assert_eq!(seen.status, StatusCode::OK, "{seen:?}");
+    assert_eq!(provider.discovery_fetches(), 0);
+    assert_eq!(provider.jwks_fetches(), 1);
+    assert_eq!(sent.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Not URLs: refused when the provider is built, never at the first request.
+    for (issuer, jwks) in [
+        ("not a url", "http://x/jwks"),
+        ("http://x", "ftp://x/jwks"),
+        ("http://x", "http://x/jwks?q#f"),
+    ] {
+        let built = IdentityProvider::jwks(issuer, jwks)
+            .audience(AUDIENCE)
+            .build();
+        assert!(built.is_err(), "{issuer} {jwks}");
+    }
+}

@@ -382,8 +382,7 @@ async fn a_logout_the_store_cannot_record_is_503_and_the_retry_is_done() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_starts_while_the_provider_is_unreachable_and_catches_up() {
     let key = KeyPair::ed("k");
-    let addr = SocketAddr::from(([127, 0, 0, 1], support::ports::free_port()));
-    let mut provider = Provider::unstarted(addr, &[&key]);
+    let mut provider = Provider::unstarted(&[&key]);
     let server = start_instance("no-provider", &provider, None);
     let server = server.addr();
     let http = Http::new(Duration::from_secs(10));

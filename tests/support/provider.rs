@@ -94,16 +94,16 @@ impl KeyPair {
     /// A 2048-bit RSA key for `algorithm` (RS256, PS256, ...).
     pub fn rsa(kid: &str, algorithm: Algorithm) -> Self {
         let (private, der) = generate(&["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]);
-        // SubjectPublicKeyInfo: the RSAPublicKey SEQUENCE sits in the BIT STRING, after
-        // its unused-bits byte; find it from the end: ... 03 len 00 30 len 02 n 02 e.
-        let bitstring = der
-            .windows(2)
-            .rposition(|w| w == [0x03, 0x82] || w == [0x03, 0x81])
-            .unwrap();
-        let (_, body) = der_len(&der, bitstring + 1);
-        let seq = body + 1;
-        assert_eq!(der[seq], 0x30);
-        let (_, first) = der_len(&der, seq + 1);
+        // SubjectPublicKeyInfo, read from the start: SEQUENCE { SEQUENCE { algorithm },
+        // BIT STRING { unused-bits byte, RSAPublicKey SEQUENCE { INTEGER n, INTEGER e } } }.
+        let header = |at: usize, tag: u8| {
+            assert_eq!(der[at], tag, "DER tag at {at}");
+            der_len(&der, at + 1)
+        };
+        let (_, spki) = header(0, 0x30);
+        let (alg_len, alg) = header(spki, 0x30);
+        let (_, bits) = header(alg + alg_len, 0x03);
+        let (_, first) = header(bits + 1, 0x30);
         let (n, next) = der_integer(&der, first);
         let (e, _) = der_integer(&der, next);
         Self {
@@ -191,14 +191,16 @@ pub struct Provider {
 impl Provider {
     /// A provider serving `keys`, listening now.
     pub async fn start(keys: &[&KeyPair]) -> Self {
-        let addr = SocketAddr::from(([127, 0, 0, 1], super::ports::free_port()));
-        let mut provider = Self::unstarted(addr, keys);
+        let mut provider = Self::unstarted(keys);
         provider.up().await;
         provider
     }
 
-    /// A provider on `addr` that does not listen yet ([`up`](Self::up) starts it).
-    pub fn unstarted(addr: SocketAddr, keys: &[&KeyPair]) -> Self {
+    /// A provider that does not listen yet ([`up`](Self::up) starts it), on a port no
+    /// other provider of this test binary ever gets: a provider that is down leaves its
+    /// port free, and another test's provider must not start serving there.
+    pub fn unstarted(keys: &[&KeyPair]) -> Self {
+        let addr = SocketAddr::from(([127, 0, 0, 1], own_port()));
         Self {
             addr,
             state: Arc::new(Mutex::new(State {
@@ -343,6 +345,19 @@ impl Provider {
 impl Drop for Provider {
     fn drop(&mut self) {
         self.down();
+    }
+}
+
+/// A free loopback port, never handed to another provider of this process.
+fn own_port() -> u16 {
+    static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut taken = TAKEN.lock().unwrap();
+    loop {
+        let port = super::ports::free_port();
+        if !taken.contains(&port) {
+            taken.push(port);
+            return port;
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`example_server`] (feature `example-server`): the example server's binary as a
 //!   process;
 //! - [`redis_server`] (feature `redis`): a real `redis-server` process;
+//! - [`redis_cluster`] (feature `redis`): a real Redis Cluster of such processes;
 //! - [`shifted_clock`] (Linux): a wall clock off by a chosen, steppable offset for the
 //!   processes a test starts (an `LD_PRELOAD` shim);
 //! - [`trace`] (feature `tracing`): capturing the crate's `tracing` events.
@@ -22,6 +23,8 @@ pub mod clock;
 pub mod example_server;
 pub mod http;
 pub mod ports;
+#[cfg(feature = "redis")]
+pub mod redis_cluster;
 #[cfg(feature = "redis")]
 pub mod redis_server;
 pub mod service;

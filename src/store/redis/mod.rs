@@ -325,8 +325,8 @@ impl RedisConfig {
 /// [`command_timeout`](RedisConfig::command_timeout) (and, with
 /// [`min_replicas`](RedisConfig::min_replicas), that many replicas within
 /// [`replica_wait_timeout`](RedisConfig::replica_wait_timeout)): never report such a
-/// logout as done. With [`RedisConfig::sentinel`], the store follows a failover by
-/// itself.
+/// logout as done. With [`RedisConfig::sentinel`] or [`RedisConfig::cluster`], the store
+/// follows a failover (and, on a cluster, a reshard) by itself.
 /// Once the mirror has not been confirmed current for
 /// [`max_staleness`](RedisConfig::max_staleness), checks fail closed
 /// ([`RedisStoreErrorKind::Stale`], a 503 from the layer) until it has caught up.

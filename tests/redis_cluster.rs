@@ -96,6 +96,7 @@ async fn unusable_cluster_settings_are_refused() {
         RedisConfig::cluster(["127.0.0.1".to_owned()]),
         RedisConfig::cluster(["redis://127.0.0.1:7000".to_owned()]),
         RedisConfig::cluster(seeds.clone()).node_url("redis+unix:///tmp/redis.sock"),
+        RedisConfig::cluster(seeds.clone()).node_url("redis://127.0.0.1/2"),
     ] {
         let shown = format!("{config:?}");
         let e = RedisStore::connect(config).await.expect_err(&shown);

@@ -123,6 +123,10 @@ impl Primary {
                 let seeds = parse_addresses(seeds)
                     .ok_or_else(|| config_error("a cluster node address is not host:port"))?;
                 let node = tcp_node(url, "a Unix socket URL cannot be used with a cluster")?;
+                if node.redis_settings().db() != 0 {
+                    // A cluster node refuses `SELECT`: every connection would fail.
+                    return Err(config_error("a cluster has no database but 0"));
+                }
                 return Ok(Self::Cluster(Cluster::new(seeds, node, slot)));
             }
             Topology::Sentinel(sentinels, master) => (sentinels, master),

@@ -462,7 +462,7 @@ async fn failover(replica_behind: bool) {
 /// guarantees as with Sentinel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_failover_of_the_slot_loses_no_logout_answered_204() {
-    let mut cluster = RedisCluster::start(3, 1);
+    let mut cluster = RedisCluster::start_restartable(3, 1);
     // The example server's default prefix, wrapped in braces on a cluster.
     let denylist = "{tower-jwt-auth:}denylist";
     let slot = cluster.slot_of(denylist);

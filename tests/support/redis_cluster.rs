@@ -29,14 +29,30 @@ fn free_port() -> u16 {
 
 impl RedisCluster {
     /// Starts `primaries` primaries with `replicas` replicas each, creates the cluster
-    /// and waits until every node says `cluster_state:ok` and agrees on the slots.
+    /// and waits until every node says `cluster_state:ok`. The nodes are never
+    /// restarted, and their directories go with them (a cluster kept in a `static`).
     pub fn start(primaries: usize, replicas: usize) -> Self {
+        Self::launch(primaries, replicas, false)
+    }
+
+    /// Like [`start`](Self::start), with nodes that tests may stop and restart on the
+    /// same port, data and `nodes.conf`.
+    pub fn start_restartable(primaries: usize, replicas: usize) -> Self {
+        Self::launch(primaries, replicas, true)
+    }
+
+    fn launch(primaries: usize, replicas: usize, restartable: bool) -> Self {
         require_redis_cli();
         let timeout = NODE_TIMEOUT_MS.to_string();
         let nodes: Vec<RedisServer> = (0..primaries * (1 + replicas))
             .map(|_| {
                 let bus = free_port().to_string();
-                RedisServer::start_restartable_with(&[
+                let start = if restartable {
+                    RedisServer::start_restartable_with
+                } else {
+                    RedisServer::start_with
+                };
+                start(&[
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",

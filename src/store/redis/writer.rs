@@ -103,6 +103,8 @@ impl Writer {
         self.run(Op::Read(cmd), deadline).await
     }
 
+    /// Runs `op` until it succeeds, fails for good, or `deadline` passes, reconnecting
+    /// (and following `MOVED` and `ASK`) as [`write`](Self::write) says.
     async fn run(&self, op: Op<'_>, deadline: Instant) -> Result<Value, RedisStoreError> {
         let mut last_error: Option<RedisStoreError> = None;
         // With a cluster: the node an `ASK` reply named, for the next attempt.

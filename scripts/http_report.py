@@ -19,6 +19,8 @@ SETUPS = [
     ("me-redis", "/me, RedisStore"),
     ("me-redis-nocache", "/me, RedisStore, token cache off"),
     ("baseline", "/me, verify + Redis EXISTS"),
+    ("me-oidc-rs256", "/me, RS256 from an identity provider"),
+    ("me-oidc-rs256-nocache", "/me, RS256 from an identity provider, token cache off"),
 ]
 
 def seconds(v, unit):
@@ -128,7 +130,7 @@ svg = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="
 max_cpu = max(r["server_cpu_us_per_request"] + r["redis_cpu_us_per_request"] for r in results)
 max_rps = max(r["rps"] for r in results)
 max_lat = max(r["p99_ms"] for r in results)
-colors = {"health": "#9e9e9e", "me-open": "#bdbdbd", "me-memory": "#2e7d32", "me-memory-nocache": "#81c784", "me-redis": "#1565c0", "me-redis-nocache": "#64b5f6", "baseline": "#c62828"}
+colors = {"health": "#9e9e9e", "me-open": "#bdbdbd", "me-memory": "#2e7d32", "me-memory-nocache": "#81c784", "me-redis": "#1565c0", "me-redis-nocache": "#64b5f6", "baseline": "#c62828", "me-oidc-rs256": "#6a1b9a", "me-oidc-rs256-nocache": "#ba68c8"}
 for i, r in enumerate(results):
     y = top + i * row
     svg.append('<text x="%d" y="%d" text-anchor="end">%s</text>' % (lx - 10, y + 22, esc(r["label"])))
@@ -158,7 +160,7 @@ open(os.path.join(out, "bench-http.svg"), "w").write("\n".join(svg) + "\n")
 print("| setup | requests/s | ratio to /health (per round) | p50 ms | p99 ms | CPU µs / req: server | Redis | wrk | CPU ratio | Redis commands / req |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for r in results:
-    cmd = "-" if r["setup"] in ("health", "me-open", "me-memory", "me-memory-nocache") else "%.4f" % r["redis_commands_per_request"]
+    cmd = "-" if r["setup"] in ("health", "me-open", "me-memory", "me-memory-nocache", "me-oidc-rs256", "me-oidc-rs256-nocache") else "%.4f" % r["redis_commands_per_request"]
     print("| %s | %s | %.2f (%s) | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s |" % (
         r["label"], "{:,.0f}".format(r["rps"]), r["ratio_to_health"],
         ", ".join("%.2f" % x for x in r["ratio_to_health_per_round"]), r["p50_ms"], r["p99_ms"],

@@ -17,7 +17,7 @@ use crate::cross_origin;
 use crate::rejection::{OnRejection, Rejection, reasons};
 use crate::source::{self, TokenSource};
 use crate::store::{Check, RevocationStatus, RevocationStore};
-use crate::verify::Verifier;
+use crate::verify::{KeyWait, Refused, Verifier};
 
 /// Marks a request that passed an optional [`JwtAuthLayer`](crate::JwtAuthLayer) without
 /// a token, so extractors can tell "no token" from "no layer".
@@ -33,6 +33,9 @@ pub(crate) enum Decision<F> {
     /// The store is still looking the token up: the claims are in the extensions, and
     /// the request proceeds once the check answers [`RevocationStatus::Active`].
     Check(F),
+    /// The token's provider is fetching its key set: decide again once this resolves
+    /// (without waiting a second time).
+    AwaitKeys(KeyWait),
 }
 
 /// Everything a request is checked against, built once and shared by every service
@@ -44,15 +47,21 @@ pub(crate) struct Auth<R, F> {
     pub(crate) optional: bool,
     pub(crate) store: Arc<R>,
     pub(crate) on_rejection: F,
-    /// Tokens verified before; `None` when turned off.
-    pub(crate) cache: Option<TokenCache>,
+    /// Tokens verified before; `None` when turned off. Shared with the identity
+    /// providers, which empty it when a key leaves their set.
+    pub(crate) cache: Option<Arc<TokenCache>>,
 }
 
 impl<R: RevocationStore, F> Auth<R, F> {
     /// Decides what to do with `req`, inserting [`Claims<C>`](Claims) and
     /// [`TokenInfo`](crate::TokenInfo) (or [`Anonymous`]) into its extensions when it
-    /// may go on.
-    pub(crate) fn decide<C, B>(&self, req: &mut Request<B>) -> Decision<R::CheckFuture>
+    /// may go on. With `may_wait`, a token whose provider must fetch its key set first
+    /// is answered [`Decision::AwaitKeys`].
+    pub(crate) fn decide<C, B>(
+        &self,
+        req: &mut Request<B>,
+        may_wait: bool,
+    ) -> Decision<R::CheckFuture>
     where
         C: DeserializeOwned + Clone + Send + Sync + 'static,
     {
@@ -78,9 +87,10 @@ impl<R: RevocationStore, F> Auth<R, F> {
             return Decision::Reject(rejection);
         }
         // 3. Is it a valid token? (A lookup when it was verified before.)
-        let claims = match self.verify::<C>(token, location) {
+        let claims = match self.verify::<C>(token, location, may_wait) {
             Ok(claims) => claims,
-            Err(rejection) => return Decision::Reject(rejection),
+            Err(Refused::Reject(rejection)) => return Decision::Reject(rejection),
+            Err(Refused::Wait(wait)) => return Decision::AwaitKeys(wait),
         };
         // 4. Was it revoked? 5. Hand the claims to the inner service.
         match self.store.check(claims.token()) {
@@ -99,12 +109,17 @@ impl<R: RevocationStore, F> Auth<R, F> {
     }
 
     /// Verifies `token`, or finds it verified before and checks its time rules again.
-    fn verify<C>(&self, token: &str, location: TokenLocation) -> Result<Claims<C>, Rejection>
+    fn verify<C>(
+        &self,
+        token: &str,
+        location: TokenLocation,
+        may_wait: bool,
+    ) -> Result<Claims<C>, Refused>
     where
         C: DeserializeOwned + Clone + Send + Sync + 'static,
     {
         let Some(cache) = &self.cache else {
-            return self.verifier.verify(token, location);
+            return self.verifier.verify_or_wait(token, location, may_wait);
         };
         let (found, hash) = cache.get(token);
         if let Some(reg) = found {
@@ -113,7 +128,9 @@ impl<R: RevocationStore, F> Auth<R, F> {
                 return Ok(claims);
             }
         }
-        let claims = self.verifier.verify::<C>(token, location)?;
+        let claims = self
+            .verifier
+            .verify_or_wait::<C>(token, location, may_wait)?;
         cache.insert(hash, token, &claims.token.reg);
         Ok(claims)
     }

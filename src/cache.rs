@@ -48,11 +48,18 @@ pub(crate) struct TokenCache {
     /// Fingerprints of tokens verified once and not cached yet.
     doorkeeper: Box<[AtomicU64]>,
     leeway: u64,
+    /// Bumped by [`clear`](TokenCache::clear): a verification that started before a
+    /// clear (with a key that may have left since) is not inserted after it.
+    epoch: AtomicU64,
 }
 
-/// A lookup's hash, kept so an insertion after a miss does not hash the token again.
+/// A lookup's hash, kept so an insertion after a miss does not hash the token again,
+/// and the cache's epoch at the lookup.
 #[derive(Clone, Copy)]
-pub(crate) struct Hash(u64);
+pub(crate) struct Hash {
+    hash: u64,
+    epoch: u64,
+}
 
 struct Shard {
     /// Indices into `slots`, found by the token's hash.
@@ -94,6 +101,7 @@ impl TokenCache {
                 .collect(),
             doorkeeper: (0..doorkeeper).map(|_| AtomicU64::new(0)).collect(),
             leeway,
+            epoch: AtomicU64::new(0),
         }
     }
 
@@ -106,6 +114,7 @@ impl TokenCache {
     /// The verified claims of `token` if it is cached, and its hash either way.
     pub(crate) fn get(&self, token: &str) -> (Option<Arc<Registered>>, Hash) {
         let hash = self.hasher.hash_one(token);
+        let epoch = self.epoch.load(Ordering::Acquire);
         let shard = self
             .shard(hash)
             .read()
@@ -123,7 +132,7 @@ impl TokenCache {
                 }
                 Arc::clone(&slot.claims)
             });
-        (found, Hash(hash))
+        (found, Hash { hash, epoch })
     }
 
     /// Remembers that `token` (whose lookup gave `hash`) verified to `claims`: from its
@@ -132,7 +141,7 @@ impl TokenCache {
         if token.len() > MAX_CACHED_TOKEN_LEN {
             return;
         }
-        let Hash(hash) = hash;
+        let Hash { hash, epoch } = hash;
         if !self.admit(hash) {
             return;
         }
@@ -141,6 +150,11 @@ impl TokenCache {
             .shard(hash)
             .write()
             .unwrap_or_else(PoisonError::into_inner);
+        // Under the shard's lock, which `clear` takes after bumping the epoch: either the
+        // clear comes after this insertion and removes it, or this sees the new epoch.
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            return;
+        }
         let shard = &mut *guard;
         let Shard {
             table,
@@ -223,9 +237,11 @@ impl TokenCache {
     }
 
     /// Forgets every token: for a key set that changed, so that no token verified by a
-    /// key that left it is answered from here.
-    #[allow(dead_code)] // Called once keys can change at run time (remote key sets).
+    /// key that left it is answered from here (nor inserted by a verification that was
+    /// under way).
+    #[cfg_attr(not(feature = "oidc"), allow(dead_code))]
     pub(crate) fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         for shard in &*self.shards {
             let mut shard = shard.write().unwrap_or_else(PoisonError::into_inner);
             shard.table.clear();

@@ -39,6 +39,10 @@ pub(crate) struct Registered {
     /// The login session the token belongs to (OpenID's `sid`).
     #[serde(default)]
     pub(crate) sid: Option<String>,
+    /// Whether the token has an `events` claim: a security event token, such as a
+    /// back-channel logout token, which is never an access token.
+    #[serde(default, deserialize_with = "present")]
+    pub(crate) events: bool,
     /// The application's claims `C` of [`Claims<C>`] (none for `C = ()`), set by the
     /// verifier; kept here so a cached token hands them out with one reference count.
     #[serde(skip)]
@@ -81,6 +85,11 @@ impl<'de> Deserialize<'de> for Audience {
             OneOrMany::Many(v) => Audience(v),
         })
     }
+}
+
+/// `true` for a claim that is there, whatever its value.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    de::IgnoredAny::deserialize(d).map(|_| true)
 }
 
 /// A NumericDate (RFC 7519 §2): a non-negative JSON number of seconds; fractions are
@@ -216,6 +225,7 @@ impl TokenInfo {
                 jti,
                 iat_us: Some(iat_us),
                 sid: sid.map(str::to_owned),
+                events: false,
                 custom: None,
             }),
             location: TokenLocation::Header,
@@ -241,6 +251,7 @@ impl TokenInfo {
                 jti: jti.to_owned(),
                 iat_us,
                 sid: None,
+                events: false,
                 custom: None,
             }),
             location: TokenLocation::Header,
@@ -263,6 +274,7 @@ impl TokenInfo {
                 jti: r.jti.clone(),
                 iat_us: r.iat_us,
                 sid: Some(sid.to_owned()),
+                events: false,
                 custom: None,
             }),
             location: self.location,

@@ -97,6 +97,23 @@ impl<R: RevocationStore, C, F> JwtAuthLayer<R, C, F> {
     }
 }
 
+#[cfg(feature = "oidc")]
+impl<R: RevocationStore, C, F> JwtAuthLayer<R, C, F> {
+    /// The back-channel logout endpoint (OpenID Connect Back-Channel Logout 1.0) of
+    /// this layer's identity providers (feature `oidc`): logout tokens are checked
+    /// with their keys and audiences and this layer's leeway, and the logouts they ask
+    /// for are recorded in this layer's store. Mount it without the layer in front:
+    ///
+    /// ```ignore
+    /// let app = Router::new()
+    ///     .route("/me", get(me).route_layer(auth.clone()))
+    ///     .route_service("/backchannel-logout", auth.backchannel_logout());
+    /// ```
+    pub fn backchannel_logout(&self) -> crate::oidc::BackchannelLogout {
+        crate::oidc::BackchannelLogout::new(Arc::clone(&self.auth.verifier), self.revoker())
+    }
+}
+
 impl<R: crate::SessionStore, C, F> JwtAuthLayer<R, C, F> {
     /// A handle to start login sessions and exchange their refresh tokens
     /// ([`Sessions`](crate::Sessions)) in this layer's store, issuing access tokens
@@ -130,7 +147,7 @@ impl<R, C, F> JwtAuthLayer<R, C, F> {
     /// How many verified tokens the layer's cache holds (0 when it is off); for an
     /// operator's gauge, not for every request.
     pub fn token_cache_len(&self) -> u64 {
-        self.auth.cache.as_ref().map_or(0, TokenCache::len)
+        self.auth.cache.as_deref().map_or(0, TokenCache::len)
     }
 
     /// The revocation store.
@@ -176,6 +193,8 @@ struct Settings {
     trusted_origins: Vec<String>,
     optional: bool,
     token_cache: u64,
+    #[cfg(feature = "oidc")]
+    providers: Vec<crate::oidc::IdentityProvider>,
 }
 
 impl Default for Settings {
@@ -192,6 +211,8 @@ impl Default for Settings {
             trusted_origins: Vec::new(),
             optional: false,
             token_cache: DEFAULT_TOKEN_CACHE_CAPACITY,
+            #[cfg(feature = "oidc")]
+            providers: Vec::new(),
         }
     }
 }
@@ -210,6 +231,24 @@ impl<R, C, F> JwtAuthLayerBuilder<R, C, F> {
     /// tokens whose header has no `kid`.
     pub fn key(mut self, key: VerificationKey) -> Self {
         self.settings.keys.push(key);
+        self
+    }
+
+    /// Accepts tokens signed by an identity provider (feature `oidc`), beside the keys
+    /// given with [`key`](Self::key) and other providers: a token whose `iss` is the
+    /// provider's issuer is checked against that provider's key set and audiences, and
+    /// only those; any other token against the layer's own keys and settings. The
+    /// provider's tokens need `sub`, `exp`, `iat` and `jti` like any other; their `sid`,
+    /// when present, is their session, which the provider's back-channel logout ends
+    /// ([`JwtAuthLayer::backchannel_logout`]).
+    ///
+    /// A token naming a key its provider's set lacks makes the provider fetch the set
+    /// again (one fetch at a time, at most one per cooldown); only such a request
+    /// waits, for at most the provider's `max_wait`. Tokens the provider's keys cannot
+    /// decide on (no set fetched yet, or the last one too old) are answered 503.
+    #[cfg(feature = "oidc")]
+    pub fn provider(mut self, provider: crate::oidc::IdentityProvider) -> Self {
+        self.settings.providers.push(provider);
         self
     }
 
@@ -387,8 +426,12 @@ impl<R, C, F> JwtAuthLayerBuilder<R, C, F> {
         if s.leeway > MAX_LEEWAY {
             return invalid("the leeway must be at most one day".into());
         }
+        #[cfg(feature = "oidc")]
+        let providers = s.providers.clone();
         let verifier = Verifier::new(VerifierConfig {
             keys: s.keys,
+            #[cfg(feature = "oidc")]
+            providers: s.providers,
             issuers: s.issuers,
             audiences: s.audiences,
             typ: s.typ,
@@ -398,7 +441,14 @@ impl<R, C, F> JwtAuthLayerBuilder<R, C, F> {
         })?;
         self.store
             .retain_for(&Acceptance::new(s.leeway, s.max_lifetime));
-        let cache = (s.token_cache > 0).then(|| TokenCache::new(s.token_cache, s.leeway.as_secs()));
+        let cache = (s.token_cache > 0)
+            .then(|| Arc::new(TokenCache::new(s.token_cache, s.leeway.as_secs())));
+        #[cfg(feature = "oidc")]
+        if let Some(cache) = &cache {
+            for provider in &providers {
+                provider.inner.register_cache(cache);
+            }
+        }
         Ok(JwtAuthLayer {
             auth: Arc::new(Auth {
                 verifier: Arc::new(verifier),

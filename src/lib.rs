@@ -99,7 +99,7 @@
 //! | 400 `invalid_request` | a malformed request, such as two `Authorization` headers |
 //! | 401 `invalid_token` | a bad, expired, not-yet-valid or revoked token |
 //! | 403 | a token from a cookie on a cross-origin unsafe request |
-//! | 503 with `Retry-After` | the store cannot answer |
+//! | 503 with `Retry-After` | the store cannot answer, or (feature `oidc`) the token's identity provider's keys cannot be had |
 //!
 //! A gRPC call (a `content-type` starting with `application/grpc`, as tonic sends) is
 //! refused the gRPC way instead: `200 OK` with `grpc-status` 16 `UNAUTHENTICATED` (for
@@ -129,12 +129,21 @@
 //!   as tower-http's `TraceLayer`'s), and only when refusing: an accepted request emits
 //!   nothing. With `redis`, the store also reports its health at `warn` and `info` (the
 //!   link lost and back, the mirror stale, a resync and its size and time, a logout not
-//!   recorded); the events are listed in [REDIS.md].
+//!   recorded); the events are listed in [REDIS.md]. With `oidc`, a key-set fetch
+//!   failing at `warn` (once per outage) and its recovery at `info`.
+//! - `oidc`: tokens from identity providers (Keycloak, Auth0, Entra ID, ...): key sets
+//!   fetched from a JWKS URL or through OpenID Connect Discovery and kept fresh, and
+//!   the OpenID Connect Back-Channel Logout endpoint; see [`oidc`] and [OIDC.md].
+//!   The built-in HTTP client speaks plain `http://`; plug your own
+//!   ([`oidc::HttpClient`]) or enable
+//! - `oidc-rustls`: `https://` for the built-in client, with rustls on aws-lc-rs (this
+//!   turns on `aws_lc_rs`, so one crypto library does TLS and token signatures).
 //!
 //! [tower]: https://docs.rs/tower
 //! [SECURITY.md]: https://github.com/tower-jwt-auth/tower-jwt-auth/blob/main/SECURITY.md
 //! [BENCHMARKS.md]: https://github.com/tower-jwt-auth/tower-jwt-auth/blob/main/BENCHMARKS.md
 //! [REDIS.md]: https://github.com/tower-jwt-auth/tower-jwt-auth/blob/main/REDIS.md
+//! [OIDC.md]: https://github.com/tower-jwt-auth/tower-jwt-auth/blob/main/docs/oidc.md
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -152,6 +161,8 @@ mod extract;
 mod future;
 mod issue;
 mod layer;
+#[cfg(feature = "oidc")]
+pub mod oidc;
 mod rejection;
 mod revoke;
 mod service;

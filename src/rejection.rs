@@ -30,6 +30,10 @@ pub enum RejectionKind {
     CrossOrigin,
     /// The revocation store could not answer (503).
     StoreUnavailable,
+    /// The token's identity provider has no usable key set: none fetched yet, the last
+    /// one older than its `max_stale`, or the fetch its unknown `kid` needed failed
+    /// (503: the server cannot tell whether the token is good).
+    KeysUnavailable,
 }
 
 /// A refused request: the kind, a stable reason [`code`](Self::code), a fixed
@@ -67,6 +71,7 @@ pub enum RejectionKind {
 /// | `revoked` | [`RevokedToken`](RejectionKind::RevokedToken) | logged out, or its subject logged out everywhere |
 /// | `cross_origin` | [`CrossOrigin`](RejectionKind::CrossOrigin) | a cookie token on a cross-origin unsafe request |
 /// | `store_unavailable` | [`StoreUnavailable`](RejectionKind::StoreUnavailable) | the revocation store could not answer |
+/// | `keys_unavailable` | [`KeysUnavailable`](RejectionKind::KeysUnavailable) | the token's identity provider's keys cannot be had (feature `oidc`) |
 ///
 /// # gRPC
 ///
@@ -210,7 +215,7 @@ impl Rejection {
     /// | --- | --- | --- |
     /// | 16 `UNAUTHENTICATED` | a missing, malformed, bad, expired, not-yet-valid or revoked token, and a malformed `Authorization` | 401, 400 |
     /// | 7 `PERMISSION_DENIED` | a cookie token on a cross-origin unsafe request | 403 |
-    /// | 14 `UNAVAILABLE` | the revocation store could not answer (retryable) | 503 |
+    /// | 14 `UNAVAILABLE` | the revocation store, or the token's identity provider's keys, could not be had (retryable) | 503 |
     ///
     /// A malformed request (HTTP's 400 `invalid_request`: two `Authorization` headers,
     /// or one that is not `Bearer <token>`) is 16 `UNAUTHENTICATED`, not 3
@@ -220,7 +225,9 @@ impl Rejection {
     pub fn grpc_status(&self) -> i32 {
         match self.kind {
             RejectionKind::CrossOrigin => grpc_code::PERMISSION_DENIED,
-            RejectionKind::StoreUnavailable => grpc_code::UNAVAILABLE,
+            RejectionKind::StoreUnavailable | RejectionKind::KeysUnavailable => {
+                grpc_code::UNAVAILABLE
+            }
             RejectionKind::MissingToken
             | RejectionKind::InvalidRequest
             | RejectionKind::InvalidToken
@@ -236,7 +243,9 @@ impl Rejection {
         match self.kind {
             RejectionKind::InvalidRequest => StatusCode::BAD_REQUEST,
             RejectionKind::CrossOrigin => StatusCode::FORBIDDEN,
-            RejectionKind::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            RejectionKind::StoreUnavailable | RejectionKind::KeysUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             RejectionKind::MissingToken
             | RejectionKind::InvalidToken
             | RejectionKind::ExpiredToken
@@ -254,7 +263,9 @@ impl Rejection {
             | RejectionKind::ExpiredToken
             | RejectionKind::ImmatureToken
             | RejectionKind::RevokedToken => "invalid_token",
-            RejectionKind::CrossOrigin | RejectionKind::StoreUnavailable => return None,
+            RejectionKind::CrossOrigin
+            | RejectionKind::StoreUnavailable
+            | RejectionKind::KeysUnavailable => return None,
         };
         // Descriptions are fixed ASCII strings without quotes or backslashes.
         HeaderValue::try_from(format!(
@@ -268,7 +279,7 @@ impl Rejection {
     ///
     /// - To a plain HTTP request, RFC 6750's: the [`status`](Self::status), the
     ///   [`WWW-Authenticate`](Self::www_authenticate) challenge, and `Retry-After: 1`
-    ///   when the store could not answer.
+    ///   when the store or the identity provider's keys could not be had.
     /// - To a gRPC call ([`is_grpc`](Self::is_grpc)), gRPC's "Trailers-Only" answer,
     ///   which every gRPC client reads as the call's status: `200 OK`, `content-type:
     ///   application/grpc` (`application/grpc-web` or `application/grpc-web-text` to a
@@ -290,7 +301,10 @@ impl Rejection {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, challenge);
         }
-        if self.kind == RejectionKind::StoreUnavailable {
+        if matches!(
+            self.kind,
+            RejectionKind::StoreUnavailable | RejectionKind::KeysUnavailable
+        ) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -471,6 +485,11 @@ pub(crate) mod reasons {
         "store_unavailable",
         "the revocation store is unavailable",
     );
+    pub(crate) const KEYS_UNAVAILABLE: Rejection = Rejection::new(
+        KeysUnavailable,
+        "keys_unavailable",
+        "the token's identity provider keys are unavailable",
+    );
 }
 
 #[cfg(test)]
@@ -479,7 +498,7 @@ mod tests {
     use super::*;
 
     /// Every `reasons` constant, so a new one cannot go without a code.
-    const ALL: [Rejection; 20] = [
+    const ALL: [Rejection; 21] = [
         MISSING,
         TWO_AUTHORIZATION,
         BAD_AUTHORIZATION,
@@ -500,6 +519,7 @@ mod tests {
         REVOKED,
         CROSS_ORIGIN,
         STORE_DOWN,
+        KEYS_UNAVAILABLE,
     ];
 
     fn headers(content_type: &'static str) -> HeaderMap {

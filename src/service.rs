@@ -70,7 +70,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        match self.auth.decide::<C, _>(&mut req) {
+        match self.auth.decide::<C, _>(&mut req, true) {
             Decision::Proceed => ResponseFuture::inner(self.take_ready().call(req)),
             Decision::Reject(rejection) => {
                 ResponseFuture::rejected(self.auth.respond(rejection, req.headers()))
@@ -78,6 +78,13 @@ where
             Decision::Check(check) => {
                 ResponseFuture::checking(check, self.take_ready(), req, Arc::clone(&self.auth))
             }
+            Decision::AwaitKeys(wait) => ResponseFuture::awaiting_keys(
+                wait,
+                self.take_ready(),
+                req,
+                Arc::clone(&self.auth),
+                Auth::decide::<C, ReqBody>,
+            ),
         }
     }
 }

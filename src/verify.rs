@@ -192,9 +192,42 @@ struct Key {
     validation: Validation,
 }
 
+/// Why a token did not verify: a rejection, or a key-set fetch to wait for first.
+pub(crate) enum Refused {
+    Reject(Rejection),
+    /// The token names a key its provider's set lacks, and a fetch that may bring it
+    /// is under way: verify again once this resolves.
+    #[cfg_attr(not(feature = "oidc"), allow(dead_code))]
+    Wait(KeyWait),
+}
+
+impl From<Rejection> for Refused {
+    fn from(rejection: Rejection) -> Self {
+        Self::Reject(rejection)
+    }
+}
+
+#[cfg(feature = "oidc")]
+pub(crate) use crate::oidc::provider::KeyWait;
+
+/// A wait for a key-set fetch; without feature `oidc` there are none.
+#[cfg(not(feature = "oidc"))]
+pub(crate) enum KeyWait {}
+
+#[cfg(not(feature = "oidc"))]
+impl std::future::Future for KeyWait {
+    type Output = ();
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match *self {}
+    }
+}
+
 /// Everything needed to verify a token, built once.
 pub(crate) struct Verifier {
     keys: Vec<Key>,
+    /// Identity providers' key sets, by issuer.
+    #[cfg(feature = "oidc")]
+    providers: Vec<crate::oidc::Route>,
     /// The key for tokens without a `kid`.
     unnamed: Option<usize>,
     typ: Option<String>,
@@ -205,6 +238,8 @@ pub(crate) struct Verifier {
 
 pub(crate) struct VerifierConfig {
     pub(crate) keys: Vec<VerificationKey>,
+    #[cfg(feature = "oidc")]
+    pub(crate) providers: Vec<crate::oidc::IdentityProvider>,
     pub(crate) issuers: Option<Vec<String>>,
     pub(crate) audiences: Option<Vec<String>>,
     pub(crate) typ: Option<String>,
@@ -216,10 +251,18 @@ pub(crate) struct VerifierConfig {
 impl Verifier {
     pub(crate) fn new(config: VerifierConfig) -> Result<Self, ConfigError> {
         ensure_crypto_backend()?;
-        if config.keys.is_empty() {
+        #[cfg(feature = "oidc")]
+        let providers =
+            crate::oidc::Route::all(config.providers, config.issuers.as_deref(), config.leeway)?;
+        #[cfg(feature = "oidc")]
+        let remote = !providers.is_empty();
+        #[cfg(not(feature = "oidc"))]
+        let remote = false;
+        if config.keys.is_empty() && !remote {
             return Err(ConfigError::new(
                 ConfigErrorKind::NoKeys,
-                "no verification key: add one with `JwtAuthLayerBuilder::key`",
+                "no verification key: add one with `JwtAuthLayerBuilder::key` (or an \
+                 identity provider with `JwtAuthLayerBuilder::provider`)",
             ));
         }
         let mut keys = Vec::with_capacity(config.keys.len());
@@ -263,6 +306,8 @@ impl Verifier {
         }
         Ok(Self {
             keys,
+            #[cfg(feature = "oidc")]
+            providers,
             unnamed,
             typ: config.typ,
             leeway: config.leeway,
@@ -273,6 +318,16 @@ impl Verifier {
 
     pub(crate) fn leeway(&self) -> u64 {
         self.leeway
+    }
+
+    #[cfg(feature = "oidc")]
+    pub(crate) fn max_token_len(&self) -> usize {
+        self.max_token_len
+    }
+
+    #[cfg(feature = "oidc")]
+    pub(crate) fn providers(&self) -> &[crate::oidc::Route] {
+        &self.providers
     }
 
     pub(crate) fn max_lifetime(&self) -> u64 {
@@ -298,16 +353,46 @@ impl Verifier {
         Ok(())
     }
 
-    /// Verifies `token` and decodes its claims.
+    /// Verifies `token` and decodes its claims; a token whose provider's key set must
+    /// be fetched first is answered as the provider's keys allow now (503 while a fetch
+    /// is under way), never waited for.
     pub(crate) fn verify<C: DeserializeOwned + Clone + Send + Sync + 'static>(
         &self,
         token: &str,
         location: TokenLocation,
     ) -> Result<Claims<C>, Rejection> {
+        match self.verify_or_wait(token, location, false) {
+            Ok(claims) => Ok(claims),
+            Err(Refused::Reject(rejection)) => Err(rejection),
+            Err(Refused::Wait(_)) => Err(reasons::KEYS_UNAVAILABLE),
+        }
+    }
+
+    /// Verifies `token` and decodes its claims. With `may_wait`, a token naming a key
+    /// its provider's set lacks may start (or join) a fetch and be answered
+    /// [`Refused::Wait`].
+    pub(crate) fn verify_or_wait<C: DeserializeOwned + Clone + Send + Sync + 'static>(
+        &self,
+        token: &str,
+        location: TokenLocation,
+        may_wait: bool,
+    ) -> Result<Claims<C>, Refused> {
         if token.len() > self.max_token_len {
-            return Err(reasons::TOO_LONG);
+            return Err(reasons::TOO_LONG.into());
+        }
+        #[cfg(not(feature = "oidc"))]
+        let _ = may_wait;
+        #[cfg(feature = "oidc")]
+        if !self.providers.is_empty()
+            && let Some(route) =
+                crate::oidc::Route::find(&self.providers, token, self.keys.is_empty())
+        {
+            let (header, wire) = route.verify::<C>(token, may_wait)?;
+            return self.finish(header, wire, location).map_err(Refused::Reject);
         }
         let (header, wire) = match self.keys.as_slice() {
+            // Only identity providers, and the token's `iss` is none of theirs.
+            [] => return Err(reasons::BAD_ISSUER.into()),
             // One key: verify with it directly and check the `kid` afterwards, which
             // saves parsing the header twice. The result is the same: a token naming
             // another key never passes.
@@ -324,7 +409,7 @@ impl Verifier {
                         kind => map_error(kind),
                     })?;
                 if data.header.kid != only.kid {
-                    return Err(reasons::UNKNOWN_KEY);
+                    return Err(reasons::UNKNOWN_KEY.into());
                 }
                 (data.header.typ, data.claims)
             }
@@ -340,13 +425,30 @@ impl Verifier {
                 (data.header.typ, data.claims)
             }
         };
+        self.finish(header, wire, location).map_err(Refused::Reject)
+    }
+
+    /// The checks after the signature, the same for every key: `typ`, the claims this
+    /// crate requires, `iat` and the lifetime cap.
+    fn finish<C: Clone + Send + Sync + 'static>(
+        &self,
+        typ: Option<String>,
+        wire: Wire<C>,
+        location: TokenLocation,
+    ) -> Result<Claims<C>, Rejection> {
         if let Some(expected) = &self.typ
-            && !header.as_deref().is_some_and(|t| typ_matches(t, expected))
+            && !typ.as_deref().is_some_and(|t| typ_matches(t, expected))
         {
             return Err(reasons::BAD_TYPE);
         }
+        // A back-channel logout token is never an access token (OpenID Connect
+        // Back-Channel Logout 1.0 §2.4): refused by its `typ` or its `events` claim.
+        if typ.as_deref().is_some_and(|t| typ_matches(t, LOGOUT_TYP)) {
+            return Err(reasons::BAD_TYPE);
+        }
         let Wire { mut reg, custom } = wire;
-        if reg.jti.is_empty() || reg.sub.is_empty() || reg.sid.as_deref() == Some("") {
+        if reg.events || reg.jti.is_empty() || reg.sub.is_empty() || reg.sid.as_deref() == Some("")
+        {
             return Err(reasons::BAD_CLAIMS);
         }
         if let Some(us) = reg.iat_us
@@ -368,8 +470,11 @@ impl Verifier {
     }
 }
 
+/// The `typ` of a back-channel logout token.
+pub(crate) const LOGOUT_TYP: &str = "logout+jwt";
+
 /// `typ` comparison per RFC 7515 §4.1.9: case-insensitive, `application/` optional.
-fn typ_matches(got: &str, expected: &str) -> bool {
+pub(crate) fn typ_matches(got: &str, expected: &str) -> bool {
     fn strip(t: &str) -> &str {
         match t.get(..12) {
             Some(p) if p.eq_ignore_ascii_case("application/") => &t[12..],
@@ -379,7 +484,7 @@ fn typ_matches(got: &str, expected: &str) -> bool {
     strip(got).eq_ignore_ascii_case(strip(expected))
 }
 
-fn map_error(kind: &ErrorKind) -> Rejection {
+pub(crate) fn map_error(kind: &ErrorKind) -> Rejection {
     match kind {
         ErrorKind::ExpiredSignature => reasons::EXPIRED,
         ErrorKind::ImmatureSignature => reasons::IMMATURE,

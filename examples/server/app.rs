@@ -130,6 +130,28 @@ pub(crate) struct Config {
     /// `REFRESH_REUSE_INTERVAL_MS`: how long a just-used refresh token may be exchanged
     /// again without counting as a reuse (default 0).
     pub(crate) refresh_reuse_interval: Duration,
+    /// `OIDC_ISSUER` and the settings beside it: an identity provider whose tokens are
+    /// accepted beside this server's own.
+    // Read only with feature `oidc` (main.rs has it; the tests that include this file
+    // may not).
+    #[cfg_attr(not(feature = "oidc"), allow(dead_code))]
+    pub(crate) oidc: Option<OidcConfig>,
+}
+
+/// `OIDC_ISSUER`, `OIDC_AUDIENCE`, `JWKS_REFRESH_COOLDOWN_MS` and `JWKS_MAX_STALE_S`.
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "oidc"), allow(dead_code))]
+pub(crate) struct OidcConfig {
+    /// `OIDC_ISSUER`: the provider's issuer; its keys are found through discovery.
+    pub(crate) issuer: String,
+    /// `OIDC_AUDIENCE`: the audience its tokens (and logout tokens) must name.
+    pub(crate) audience: String,
+    /// `JWKS_REFRESH_COOLDOWN_MS`: the shortest time between fetches an unknown `kid`
+    /// starts (default 30000).
+    pub(crate) refresh_cooldown: Duration,
+    /// `JWKS_MAX_STALE_S`: how long the last key set serves while the provider is down
+    /// (default a day).
+    pub(crate) max_stale: Option<Duration>,
 }
 
 /// A Redis URL; it may hold a password, so `Debug` does not show it.
@@ -164,6 +186,7 @@ impl Config {
             token_cache: tower_jwt_auth::DEFAULT_TOKEN_CACHE_CAPACITY,
             refresh_ttl: tower_jwt_auth::DEFAULT_REFRESH_LIFETIME,
             refresh_reuse_interval: Duration::ZERO,
+            oidc: None,
         }
     }
 
@@ -171,9 +194,10 @@ impl Config {
     /// `JWT_MAX_TOKEN_LIFETIME`, `JWT_TOKEN_CACHE`, `COOKIE_SECURE`,
     /// `REDIS_URL`, `REDIS_PREFIX`, `REDIS_MAX_STALENESS_MS`, `REDIS_COMMAND_TIMEOUT_MS`,
     /// `REDIS_SENTINELS`, `REDIS_SENTINEL_MASTER`, `REDIS_MIN_REPLICAS`,
-    /// `REDIS_WAIT_TIMEOUT_MS`, `REDIS_CLUSTER_NODES`, `REFRESH_TOKEN_TTL` and
-    /// `REFRESH_REUSE_INTERVAL_MS` through `get`, which returns a variable's value or
-    /// `None` when it is unset.
+    /// `REDIS_WAIT_TIMEOUT_MS`, `REDIS_CLUSTER_NODES`, `REFRESH_TOKEN_TTL`,
+    /// `REFRESH_REUSE_INTERVAL_MS`, `OIDC_ISSUER`, `OIDC_AUDIENCE`,
+    /// `JWKS_REFRESH_COOLDOWN_MS` and `JWKS_MAX_STALE_S` through `get`, which returns a
+    /// variable's value or `None` when it is unset.
     /// Messages name the variable but never show the secret.
     pub(crate) fn from_lookup(
         get: impl Fn(&str) -> Result<Option<String>, String>,
@@ -357,6 +381,40 @@ impl Config {
             },
             None => Duration::ZERO,
         };
+        let oidc = match (
+            get("OIDC_ISSUER")?.filter(|i| !i.trim().is_empty()),
+            get("OIDC_AUDIENCE")?.filter(|a| !a.trim().is_empty()),
+        ) {
+            (None, _) => None,
+            (Some(issuer), None) => {
+                return Err(format!(
+                    "OIDC_ISSUER={issuer:?} is set without OIDC_AUDIENCE, the audience (client \
+                     id) the provider's tokens must name: without it, a token the provider \
+                     issued to any other client would pass"
+                ));
+            }
+            (Some(issuer), Some(audience)) => Some(OidcConfig {
+                issuer: issuer.trim().to_owned(),
+                audience: audience.trim().to_owned(),
+                refresh_cooldown: match get("JWKS_REFRESH_COOLDOWN_MS")? {
+                    Some(ms) => Duration::from_millis(ms.trim().parse::<u64>().map_err(|_| {
+                        format!("JWKS_REFRESH_COOLDOWN_MS={ms:?} is not a number of milliseconds")
+                    })?),
+                    None => Duration::from_millis(30_000),
+                },
+                max_stale: match get("JWKS_MAX_STALE_S")? {
+                    Some(secs) => match secs.trim().parse::<u64>() {
+                        Ok(secs) if secs > 0 => Some(Duration::from_secs(secs)),
+                        _ => {
+                            return Err(format!(
+                                "JWKS_MAX_STALE_S={secs:?} is not a positive number of seconds"
+                            ));
+                        }
+                    },
+                    None => None,
+                },
+            }),
+        };
         if redis_cluster.is_some() && redis_sentinel.is_some() {
             return Err(
                 "REDIS_SENTINELS and REDIS_CLUSTER_NODES are both set: use one \
@@ -394,6 +452,7 @@ impl Config {
             token_cache,
             refresh_ttl,
             refresh_reuse_interval,
+            oidc,
             ..Self::new(secret)
         })
     }
@@ -437,13 +496,21 @@ pub(crate) fn router<R: SessionStore>(store: R, config: &Config) -> Result<Route
     let max_lifetime = config
         .max_token_lifetime
         .unwrap_or_else(|| config.token_ttl.max(DEFAULT_MAX_TOKEN_LIFETIME));
-    let auth = JwtAuthLayer::builder(store)
+    let builder = JwtAuthLayer::builder(store)
         .key(VerificationKey::hs256(secret)?)
         .cookie(COOKIE_NAME)
         .leeway(config.leeway)
         .max_token_lifetime(max_lifetime)
-        .token_cache(config.token_cache)
-        .build()?;
+        .token_cache(config.token_cache);
+    #[cfg(feature = "oidc")]
+    let builder = match &config.oidc {
+        Some(oidc) => builder.provider(provider(oidc)?),
+        None => builder,
+    };
+    let auth = builder.build()?;
+    // The provider's logouts, recorded in the same store (`POST /backchannel-logout`).
+    #[cfg(feature = "oidc")]
+    let backchannel = config.oidc.as_ref().map(|_| auth.backchannel_logout());
     let issuer = TokenIssuer::hs256(secret)?
         .lifetime(config.token_ttl)
         .max_lifetime(max_lifetime);
@@ -464,7 +531,7 @@ pub(crate) fn router<R: SessionStore>(store: R, config: &Config) -> Result<Route
         .route("/logout-all", post(logout_all))
         // `route_layer`: an unknown path stays a 404 instead of a 401.
         .route_layer(auth);
-    Ok(Router::new()
+    let app = Router::new()
         .route("/", get(page))
         .route("/health", get(health))
         .route(
@@ -475,9 +542,29 @@ pub(crate) fn router<R: SessionStore>(store: R, config: &Config) -> Result<Route
             "/refresh",
             post(refresh).layer(DefaultBodyLimit::max(MAX_REFRESH_BODY)),
         )
-        .merge(protected)
+        .merge(protected);
+    #[cfg(feature = "oidc")]
+    let app = match backchannel {
+        Some(endpoint) => app.route_service("/backchannel-logout", endpoint),
+        None => app,
+    };
+    Ok(app
         .layer(middleware::from_fn(log_request))
         .with_state(state))
+}
+
+/// The identity provider of `OIDC_ISSUER`, found through discovery. Its key set is
+/// fetched in the background: the server starts while the provider is unreachable, and
+/// answers its tokens 503 until the first key set arrives.
+#[cfg(feature = "oidc")]
+fn provider(oidc: &OidcConfig) -> Result<tower_jwt_auth::oidc::IdentityProvider, ConfigError> {
+    let mut provider = tower_jwt_auth::oidc::IdentityProvider::discover(oidc.issuer.clone())
+        .audience(oidc.audience.clone())
+        .refresh_cooldown(oidc.refresh_cooldown);
+    if let Some(max_stale) = oidc.max_stale {
+        provider = provider.max_stale(max_stale);
+    }
+    provider.build()
 }
 
 /// Logs each request at debug level: method, path (never the query), status, and the

@@ -38,6 +38,18 @@
 //!   Redis Cluster through these nodes; every key carries one hash tag (the prefix is
 //!   wrapped in braces unless it holds one), and the store follows the slot's primary
 //!   through failovers and reshards without a restart. Not with `REDIS_SENTINELS`.
+//! - `OIDC_ISSUER`: an OpenID provider (e.g. `https://keycloak.example/realms/app`)
+//!   whose access tokens `/me` accepts beside this server's own (RS256, ES256, EdDSA
+//!   and the other asymmetric algorithms, each key pinned by the provider's JWK Set,
+//!   found through discovery). It needs `OIDC_AUDIENCE`, the audience (client id) its
+//!   tokens must name. `POST /backchannel-logout` is then the provider's back-channel
+//!   logout endpoint. The server starts while the provider is unreachable; its tokens
+//!   are answered 503 until the first key set arrives. The built-in client speaks
+//!   `http://` and, with feature `oidc-rustls`, `https://`.
+//! - `JWKS_REFRESH_COOLDOWN_MS`: the shortest time between two key-set fetches that
+//!   tokens with an unknown `kid` start (default 30000).
+//! - `JWKS_MAX_STALE_S`: how long the last key set fetched keeps serving while the
+//!   provider is down (default 86400); then the provider's tokens are answered 503.
 //! - `RUST_LOG`: log filter, default `info`. Logs go to stderr and never contain tokens.
 //!
 //! Without `REDIS_URL`, `REDIS_SENTINELS` or `REDIS_CLUSTER_NODES`, revocations are kept

@@ -9,6 +9,8 @@
 //!   and serving a router on a free port;
 //! - [`example_server`] (feature `example-server`): the example server's binary as a
 //!   process;
+//! - [`provider`] (feature `oidc`): a real identity provider on loopback (discovery
+//!   document and JWK Set of keys the test generates), which a test rotates and breaks;
 //! - [`redis_server`] (feature `redis`): a real `redis-server` process;
 //! - [`redis_cluster`] (feature `redis`): a real Redis Cluster of such processes;
 //! - [`shifted_clock`] (Linux): a wall clock off by a chosen, steppable offset for the
@@ -23,6 +25,8 @@ pub mod clock;
 pub mod example_server;
 pub mod http;
 pub mod ports;
+#[cfg(feature = "oidc")]
+pub mod provider;
 #[cfg(feature = "redis")]
 pub mod redis_cluster;
 #[cfg(feature = "redis")]

@@ -1111,9 +1111,29 @@ fn redis_high_availability_settings() {
     );
     assert_eq!(config.redis_min_replicas, 1);
     assert_eq!(config.redis_wait_timeout, Some(Duration::from_millis(250)));
+    assert!(config.redis_cluster.is_none());
     let plain = env(&[("REDIS_URL", "redis://127.0.0.1:6379")]).unwrap();
     assert_eq!(plain.redis_min_replicas, 0);
     assert!(plain.redis_sentinel.is_none() && plain.redis_wait_timeout.is_none());
+    assert!(plain.redis_cluster.is_none());
+    let cluster = env(&[
+        (
+            "REDIS_CLUSTER_NODES",
+            "127.0.0.1:7000, node-2.internal:7001,[::1]:7002",
+        ),
+        ("REDIS_MIN_REPLICAS", "1"),
+    ])
+    .unwrap();
+    assert!(cluster.redis_url.is_none() && cluster.redis_sentinel.is_none());
+    assert_eq!(
+        cluster.redis_cluster,
+        Some(vec![
+            "127.0.0.1:7000".to_owned(),
+            "node-2.internal:7001".to_owned(),
+            "[::1]:7002".to_owned()
+        ])
+    );
+    assert_eq!(cluster.redis_min_replicas, 1);
 }
 
 #[test]
@@ -1180,10 +1200,25 @@ fn bad_redis_high_availability_settings_are_refused_clearly() {
         ),
         (
             &[
-                ("REDIS_URL", "redis://127.0.0.1:6379"),
+                ("REDIS_URL", "redis://:password@127.0.0.1:6379"),
                 ("REDIS_CLUSTER_NODES", "127.0.0.1:7000,127.0.0.1:7001"),
             ],
-            &["REDIS_CLUSTER_NODES", "not support"],
+            &["REDIS_CLUSTER_NODES", "REDIS_URL", "both set"],
+        ),
+        (
+            &[
+                sentinel,
+                master,
+                ("REDIS_CLUSTER_NODES", "127.0.0.1:7000,127.0.0.1:7001"),
+            ],
+            &["REDIS_CLUSTER_NODES", "REDIS_SENTINELS", "both set"],
+        ),
+        (
+            &[(
+                "REDIS_CLUSTER_NODES",
+                "127.0.0.1:7000,redis://127.0.0.1:7001",
+            )],
+            &["REDIS_CLUSTER_NODES", "host:port"],
         ),
     ] {
         let message = env(vars).expect_err("refused");

@@ -20,6 +20,12 @@
 //! - the same when the replica was paused (`SIGSTOP`) before the primary died and
 //!   resumed after it.
 //!
+//! - the same on a Redis Cluster (three primaries with a replica each,
+//!   `redis-server --cluster-enabled yes`, `cluster-node-timeout` 1 s; the instances
+//!   get `REDIS_CLUSTER_NODES`): the primary that holds the store's slot is killed, the
+//!   cluster promotes its replica, both instances follow it, and once the old primary
+//!   rejoins (as the new one's replica) logouts are answered 204 again.
+//!
 //! It prints the figures REDIS.md quotes (`cargo test --features example-server --test
 //! failover -- --nocapture`).
 
@@ -33,6 +39,7 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use support::example_server::ExampleServer;
 use support::http::{Failure, Http, Reply, access_token};
+use support::redis_cluster::RedisCluster;
 use support::redis_server::{RedisServer, eventually};
 use support::tokens::claims_of;
 
@@ -117,12 +124,24 @@ fn setup() -> Setup {
         }
     }
     let list: Vec<String> = sentinels.iter().map(RedisServer::addr).collect();
-    let env = vec![
+    let instances = instances(&[
+        ("REDIS_SENTINELS", list.join(",")),
+        ("REDIS_SENTINEL_MASTER", MASTER.to_owned()),
+    ]);
+    Setup {
+        primary,
+        replica,
+        sentinels,
+        instances,
+    }
+}
+
+/// Two example servers on the Redis that `topology` names, with one replica required.
+fn instances(topology: &[(&'static str, String)]) -> [ExampleServer; 2] {
+    let mut env = vec![
         ("ADDR", "127.0.0.1:0".to_owned()),
         ("JWT_SECRET", SECRET.to_owned()),
         ("COOKIE_SECURE", "0".to_owned()),
-        ("REDIS_SENTINELS", list.join(",")),
-        ("REDIS_SENTINEL_MASTER", MASTER.to_owned()),
         ("REDIS_MIN_REPLICAS", "1".to_owned()),
         (
             "REDIS_WAIT_TIMEOUT_MS",
@@ -134,16 +153,11 @@ fn setup() -> Setup {
         ),
         ("REDIS_MAX_STALENESS_MS", STALENESS.as_millis().to_string()),
     ];
-    let instances = [
+    env.extend_from_slice(topology);
+    [
         ExampleServer::start("a", &env),
         ExampleServer::start("b", &env),
-    ];
-    Setup {
-        primary,
-        replica,
-        sentinels,
-        instances,
-    }
+    ]
 }
 
 /// The load, the prober and what they saw.
@@ -287,8 +301,14 @@ fn spawn_load(load: &Arc<Load>) -> (tokio::task::JoinHandle<()>, tokio::task::Jo
     (rounds, prober)
 }
 
-/// Whether `server` holds the token's `jti` on its denylist (default prefix).
+/// Whether `server` holds the token's `jti` on its denylist (default prefix, on one
+/// server or behind Sentinel).
 fn in_denylist(server: &RedisServer, token: &str) -> bool {
+    in_denylist_at(server, "tower-jwt-auth:denylist", token)
+}
+
+/// Whether `server` holds the token's `jti` on the denylist `key`.
+fn in_denylist_at(server: &RedisServer, key: &str, token: &str) -> bool {
     let claims = claims_of(token);
     let jti = claims["jti"].as_str().expect("a jti");
     let script = "local n = 0 \
@@ -296,7 +316,7 @@ fn in_denylist(server: &RedisServer, token: &str) -> bool {
           if string.sub(m, -#ARGV[1]) == ARGV[1] then n = n + 1 end \
         end \
         return n";
-    let reply = server.command(&["EVAL", script, "1", "tower-jwt-auth:denylist", jti]);
+    let reply = server.command(&["EVAL", script, "1", key, jti]);
     reply.as_slice() == b":1\r\n"
 }
 
@@ -317,17 +337,22 @@ async fn a_failover_to_a_replica_left_behind_loses_no_logout_answered_204() {
     failover(true).await;
 }
 
-async fn failover(replica_behind: bool) {
-    let mut s = setup();
-    let load = Arc::new(Load {
+/// The load on two instances, nothing seen yet.
+fn load_on(instances: &[ExampleServer; 2]) -> Arc<Load> {
+    Arc::new(Load {
         http: Http::new(HTTP_LIMIT),
-        addrs: [s.instances[0].addr(), s.instances[1].addr()],
+        addrs: [instances[0].addr(), instances[1].addr()],
         figures: Mutex::default(),
         revoked: Mutex::default(),
         done: Mutex::default(),
         no_replica: AtomicBool::new(false),
         stop: AtomicBool::new(false),
-    });
+    })
+}
+
+async fn failover(replica_behind: bool) {
+    let mut s = setup();
+    let load = load_on(&s.instances);
     let (rounds, prober) = spawn_load(&load);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = load.figures.lock().unwrap().logouts_204;
@@ -425,6 +450,129 @@ async fn failover(replica_behind: bool) {
     eprintln!("figures: {figures:?}");
     eprintln!(
         "logouts answered 204: {}, revocations lost: {lost}",
+        done.len()
+    );
+    assert_eq!(
+        lost, 0,
+        "a logout answered 204 is missing on the new primary"
+    );
+}
+
+/// A Redis Cluster failover of the node that holds the store's slot: the same
+/// guarantees as with Sentinel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_failover_of_the_slot_loses_no_logout_answered_204() {
+    let mut cluster = RedisCluster::start_restartable(3, 1);
+    // The example server's default prefix, wrapped in braces on a cluster.
+    let denylist = "{tower-jwt-auth:}denylist";
+    let slot = cluster.slot_of(denylist);
+    let owner = cluster.owner(slot).expect("a node holds the slot");
+    let replica = *cluster
+        .replicas_of(owner)
+        .first()
+        .expect("the slot's primary has a replica");
+    cluster.nodes[replica].wait_replicating();
+    let instances = instances(&[("REDIS_CLUSTER_NODES", cluster.seeds().join(","))]);
+    let load = load_on(&instances);
+    let (rounds, prober) = spawn_load(&load);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        load.figures.lock().unwrap().logouts_204 > 0,
+        "no logout done before the failover"
+    );
+
+    // SIGKILL the slot's primary; the cluster promotes its replica.
+    cluster.nodes[owner].stop();
+    let killed = Instant::now();
+    let c = &cluster;
+    let failover = eventually(
+        Duration::from_secs(20),
+        "the cluster promotes the replica",
+        || c.owner(slot) == Some(replica),
+    )
+    .await;
+    // From now on, the new primary has no replica: no logout may be answered 204.
+    load.no_replica.store(true, Ordering::SeqCst);
+    // The instances' writes reach the new primary (answered 503 for want of a replica,
+    // but recorded there).
+    let promoted = &cluster.nodes[replica];
+    let denylist_len = || match promoted.query(&["ZCARD", denylist]) {
+        support::redis_server::Resp::Int(n) => n,
+        other => panic!("ZCARD: {other:?}"),
+    };
+    let held = denylist_len();
+    eventually(
+        Duration::from_secs(10),
+        "the instances write to the new primary",
+        || denylist_len() > held,
+    )
+    .await;
+    let writes_back = killed.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let refused = load.figures.lock().unwrap().logouts_503_no_replica;
+    assert!(refused > 0, "no logout was tried without a replica");
+
+    // Checks never waited meanwhile, and the mirrors were kept current from the new
+    // primary (or checks would be refused once the staleness window passed).
+    let token = access_token(&answered(
+        "login",
+        load.http.login(load.addrs[0], "alice").await,
+        FAST,
+    ));
+    for i in 0..2 {
+        assert_eq!(load.me(i, &token).await, StatusCode::OK);
+    }
+
+    // The old primary comes back; the cluster makes it the new primary's replica.
+    load.no_replica.store(false, Ordering::SeqCst);
+    cluster.nodes[owner].restart();
+    let promoted_id = cluster.nodes[replica].cluster_id();
+    let c = &cluster;
+    eventually(
+        Duration::from_secs(20),
+        "the old primary rejoins as a replica",
+        || c.nodes[owner].replica_of().as_deref() == Some(promoted_id.as_str()),
+    )
+    .await;
+    cluster.nodes[owner].wait_replicating();
+    let back = Instant::now();
+    let logouts_then = load.figures.lock().unwrap().logouts_204;
+    eventually(Duration::from_secs(10), "logouts are done again", || {
+        load.figures.lock().unwrap().logouts_204 >= logouts_then + 4
+    })
+    .await;
+    let logouts_back = back.elapsed();
+    let since_kill = killed.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    load.stop.store(true, Ordering::SeqCst);
+    for task in [rounds, prober] {
+        if let Err(e) = task.await {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+    // Revocations lost: every logout answered 204 is on the new primary, and refused by
+    // both instances.
+    let done = load.done.lock().unwrap().clone();
+    let mut lost = 0;
+    for d in &done {
+        if !in_denylist_at(&cluster.nodes[replica], denylist, &d.token) {
+            lost += 1;
+        }
+        for i in 0..2 {
+            assert_eq!(load.me(i, &d.token).await, StatusCode::UNAUTHORIZED);
+        }
+    }
+    let figures = load.figures.lock().unwrap();
+    eprintln!(
+        "cluster failover: slot's primary killed; the cluster promoted its replica after \
+         {failover:?}; writes reached the new primary {writes_back:?} after the kill; logouts \
+         answered 204 again {logouts_back:?} after the old primary \
+         rejoined as a replica ({since_kill:?} after the kill)"
+    );
+    eprintln!("cluster figures: {figures:?}");
+    eprintln!(
+        "cluster logouts answered 204: {}, revocations lost: {lost}",
         done.len()
     );
     assert_eq!(

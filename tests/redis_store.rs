@@ -545,3 +545,156 @@ async fn refresh_with_redis_down_is_unavailable() {
     }
     assert!(again.is_some());
 }
+
+/// Watches every command `server` runs (`MONITOR`) from now on, on a thread of its own.
+struct Monitor {
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Monitor {
+    fn start(server: &RedisServer) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let mut stream =
+            std::net::TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
+        stream
+            .write_all(b"*1\r\n$7\r\nMONITOR\r\n")
+            .expect("MONITOR");
+        let mut reader = BufReader::new(stream);
+        let mut ok = String::new();
+        reader.read_line(&mut ok).expect("MONITOR's +OK");
+        assert_eq!(ok.trim(), "+OK");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in reader.lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { lines }
+    }
+
+    /// The arguments (from the command's name on) of the first `name` command seen
+    /// whose arguments include `marker` exactly.
+    fn call_with(&self, name: &str, marker: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("the command was not seen");
+            let args = monitor_args(&line);
+            if args.first().is_some_and(|c| c.eq_ignore_ascii_case(name))
+                && args.iter().any(|a| a == marker)
+            {
+                return args;
+            }
+        }
+    }
+}
+
+/// The quoted arguments of a `MONITOR` line (`+<time> [<db> <addr>] "CMD" "arg" ...`),
+/// unescaped (`\"` and `\\`; the test's arguments have no other escapes).
+fn monitor_args(line: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut chars = line.chars().skip_while(|&c| c != '"');
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            continue;
+        }
+        let mut arg = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => arg.extend(chars.next()),
+                '"' => break,
+                c => arg.push(c),
+            }
+        }
+        args.push(arg);
+    }
+    args
+}
+
+/// The logout-everywhere script is given the subject's refresh sessions as keys, read
+/// just before it runs (every key a script touches is declared, as Redis Cluster
+/// requires). A login between that read and the script leaves a session the script was
+/// not given: it must then write nothing and answer 0 (the store reads again and calls
+/// it anew), never record the cutoff while leaving that session alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_everywhere_given_stale_sessions_writes_nothing() {
+    let server = RedisServer::shared();
+    let prefix = format!("{}:", unique("stale-sessions"));
+    let store = connect(server, &prefix).await;
+    let sub = unique("sub");
+    let session_key = |sid: &str| format!("{prefix}refresh:s:+3:iss{sid}");
+    let subject_set = format!("{prefix}refresh:u:+3:iss{sub}");
+    let cutoffs = format!("{prefix}cutoffs");
+    let member = format!("+3:iss{sub}");
+    let first = conformance::create(&store, &sub, &conformance::refresh_hash()).await;
+
+    // The call as the store makes it: its sha, keys and arguments.
+    let monitor = Monitor::start(server);
+    let cut = now_micros();
+    conformance::cutoff(&store, Some("iss"), &sub, cut, now_secs() + 600).await;
+    let call = monitor.call_with("EVALSHA", &subject_set);
+    let numkeys: usize = call[2].parse().unwrap();
+    let (keys, args) = call[3..].split_at(numkeys);
+    assert_eq!(keys[3], subject_set);
+    assert_eq!(
+        keys[4..],
+        [session_key(&first)],
+        "the session read first is declared"
+    );
+    assert_eq!(
+        server.query(&["EXISTS", &session_key(&first)]),
+        redis_server::Resp::Int(0),
+        "the session started before the cutoff is ended"
+    );
+
+    // A login after that read; the same call (with a later cutoff) now lacks its session.
+    let second = conformance::create(&store, &sub, &conformance::refresh_hash()).await;
+    let later = now_micros().to_string();
+    let replay = |declared: &[String]| {
+        let mut cmd: Vec<String> = vec![
+            "EVALSHA".into(),
+            call[1].clone(),
+            (4 + declared.len()).to_string(),
+        ];
+        cmd.extend(keys[..4].iter().cloned());
+        cmd.extend(declared.iter().cloned());
+        cmd.extend(args.iter().cloned());
+        cmd[3 + 4 + declared.len() + 1] = later.clone();
+        let refs: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        server.query(&refs)
+    };
+    let recorded = || server.query(&["HGET", &cutoffs, &member]).text().unwrap();
+    let before = recorded();
+    assert!(before.starts_with(&format!("{cut}:")), "{before}");
+    assert_eq!(replay(&[]), redis_server::Resp::Int(0), "stale: answers 0");
+    assert_eq!(recorded(), before, "stale: the cutoff is not recorded");
+    assert_eq!(
+        server.query(&["EXISTS", &session_key(&second)]),
+        redis_server::Resp::Int(1)
+    );
+    // Given the set as it now is, it records the cutoff and ends the session.
+    assert!(
+        matches!(
+            replay(&[session_key(&second)]),
+            redis_server::Resp::Bulk(Some(_))
+        ),
+        "a feed entry's id"
+    );
+    assert!(recorded().starts_with(&format!("{later}:")));
+    assert_eq!(
+        server.query(&["EXISTS", &session_key(&second)]),
+        redis_server::Resp::Int(0)
+    );
+    // Through the store, a cutoff after yet another login ends that one too.
+    let third = conformance::create(&store, &sub, &conformance::refresh_hash()).await;
+    conformance::cutoff(&store, Some("iss"), &sub, now_micros(), now_secs() + 600).await;
+    assert_eq!(
+        server.query(&["EXISTS", &session_key(&third)]),
+        redis_server::Resp::Int(0)
+    );
+}

@@ -97,10 +97,10 @@ fn an_unreachable_redis_is_reported_with_every_cause_and_never_the_password() {
     assert!(!log.contains("never-shown-password"), "{log}");
 }
 
-/// Redis Cluster is not supported: `REDIS_CLUSTER_NODES` is refused, by name, before the
-/// server listens, never ignored.
+/// `REDIS_CLUSTER_NODES` beside `REDIS_URL` is refused, by name, before the server
+/// listens: neither is silently ignored.
 #[test]
-fn redis_cluster_nodes_is_refused_not_ignored() {
+fn redis_cluster_nodes_with_redis_url_is_refused_not_ignored() {
     let log = refused_start(
         "cluster-nodes",
         &[
@@ -114,6 +114,9 @@ fn redis_cluster_nodes_is_refused_not_ignored() {
         ],
     );
     assert!(log.contains("REDIS_CLUSTER_NODES"), "{log}");
-    assert!(log.contains("does not support Redis Cluster"), "{log}");
+    assert!(
+        log.contains("REDIS_URL and REDIS_CLUSTER_NODES are both set"),
+        "{log}"
+    );
     assert!(!log.contains("never-shown"), "{log}");
 }

@@ -108,6 +108,9 @@ pub(crate) struct Config {
     /// `REDIS_SENTINELS` and `REDIS_SENTINEL_MASTER`: the sentinels (`host:port`) and
     /// the master name they watch, when the primary is found through Redis Sentinel.
     pub(crate) redis_sentinel: Option<(Vec<String>, String)>,
+    /// `REDIS_CLUSTER_NODES`: some nodes (`host:port`) of a Redis Cluster, when the store
+    /// runs on one.
+    pub(crate) redis_cluster: Option<Vec<String>>,
     /// `REDIS_MIN_REPLICAS`: how many replicas must confirm a logout (default 0).
     pub(crate) redis_min_replicas: u32,
     /// `REDIS_WAIT_TIMEOUT_MS`: how long a logout waits for those replicas, when set.
@@ -175,6 +178,7 @@ impl Config {
             redis_max_staleness: None,
             redis_command_timeout: None,
             redis_sentinel: None,
+            redis_cluster: None,
             redis_min_replicas: 0,
             redis_wait_timeout: None,
             leeway: tower_jwt_auth::DEFAULT_LEEWAY,
@@ -190,10 +194,10 @@ impl Config {
     /// `JWT_MAX_TOKEN_LIFETIME`, `JWT_TOKEN_CACHE`, `COOKIE_SECURE`,
     /// `REDIS_URL`, `REDIS_PREFIX`, `REDIS_MAX_STALENESS_MS`, `REDIS_COMMAND_TIMEOUT_MS`,
     /// `REDIS_SENTINELS`, `REDIS_SENTINEL_MASTER`, `REDIS_MIN_REPLICAS`,
-    /// `REDIS_WAIT_TIMEOUT_MS`, `REFRESH_TOKEN_TTL`, `REFRESH_REUSE_INTERVAL_MS`,
-    /// `OIDC_ISSUER`, `OIDC_AUDIENCE`, `JWKS_REFRESH_COOLDOWN_MS`, `JWKS_MAX_STALE_S` and
-    /// `REDIS_CLUSTER_NODES` (refused: Cluster is not
-    /// supported) through `get`, which returns a variable's value or `None` when it is unset.
+    /// `REDIS_WAIT_TIMEOUT_MS`, `REDIS_CLUSTER_NODES`, `REFRESH_TOKEN_TTL`,
+    /// `REFRESH_REUSE_INTERVAL_MS`, `OIDC_ISSUER`, `OIDC_AUDIENCE`,
+    /// `JWKS_REFRESH_COOLDOWN_MS` and `JWKS_MAX_STALE_S` through `get`, which returns a
+    /// variable's value or `None` when it is unset.
     /// Messages name the variable but never show the secret.
     pub(crate) fn from_lookup(
         get: impl Fn(&str) -> Result<Option<String>, String>,
@@ -289,13 +293,28 @@ impl Config {
         };
         let redis_max_staleness = millis("REDIS_MAX_STALENESS_MS")?;
         let redis_command_timeout = millis("REDIS_COMMAND_TIMEOUT_MS")?;
-        if let Some(nodes) = get("REDIS_CLUSTER_NODES")?.filter(|n| !n.trim().is_empty()) {
-            return Err(format!(
-                "REDIS_CLUSTER_NODES={nodes:?} is set, but this server does not support Redis \
-                 Cluster: use REDIS_URL (one server) or REDIS_SENTINELS with \
-                 REDIS_SENTINEL_MASTER (a primary and replicas behind Sentinel), and unset \
-                 REDIS_CLUSTER_NODES"
-            ));
+        let redis_cluster = match get("REDIS_CLUSTER_NODES")?.filter(|n| !n.trim().is_empty()) {
+            None => None,
+            Some(list) => {
+                let mut addrs = Vec::new();
+                for addr in list.split(',').map(str::trim) {
+                    if !is_host_port(addr) {
+                        return Err(format!(
+                            "REDIS_CLUSTER_NODES={list:?}: {addr:?} is not host:port (a \
+                             comma-separated list like 10.0.0.1:6379,10.0.0.2:6379)"
+                        ));
+                    }
+                    addrs.push(addr.to_owned());
+                }
+                Some(addrs)
+            }
+        };
+        if redis_cluster.is_some() && redis_url.is_some() {
+            return Err(
+                "REDIS_URL and REDIS_CLUSTER_NODES are both set: use one (the \
+                        cluster's nodes say where the store's keys are)"
+                    .to_owned(),
+            );
         }
         let sentinels = get("REDIS_SENTINELS")?.filter(|s| !s.trim().is_empty());
         let master = get("REDIS_SENTINEL_MASTER")?.filter(|m| !m.trim().is_empty());
@@ -396,10 +415,22 @@ impl Config {
                 },
             }),
         };
-        if redis_min_replicas > 0 && redis_url.is_none() && redis_sentinel.is_none() {
+        if redis_cluster.is_some() && redis_sentinel.is_some() {
             return Err(
-                "REDIS_MIN_REPLICAS is set without REDIS_URL or REDIS_SENTINELS: there are no \
-                 replicas to wait for"
+                "REDIS_SENTINELS and REDIS_CLUSTER_NODES are both set: use one \
+                        (Sentinel watches a primary and its replicas; a cluster has no \
+                        sentinels)"
+                    .to_owned(),
+            );
+        }
+        if redis_min_replicas > 0
+            && redis_url.is_none()
+            && redis_sentinel.is_none()
+            && redis_cluster.is_none()
+        {
+            return Err(
+                "REDIS_MIN_REPLICAS is set without REDIS_URL, REDIS_SENTINELS or \
+                 REDIS_CLUSTER_NODES: there are no replicas to wait for"
                     .to_owned(),
             );
         }
@@ -413,6 +444,7 @@ impl Config {
             redis_max_staleness,
             redis_command_timeout,
             redis_sentinel,
+            redis_cluster,
             redis_min_replicas,
             redis_wait_timeout,
             leeway,

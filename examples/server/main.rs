@@ -34,8 +34,10 @@
 //!   logout answered 204 survives a failover.
 //! - `REDIS_WAIT_TIMEOUT_MS`: how long a logout waits for those replicas (default 500);
 //!   a logout then waits at most `REDIS_COMMAND_TIMEOUT_MS` plus this.
-//! - `REDIS_CLUSTER_NODES`: Redis Cluster is not supported; when this is set, the server
-//!   refuses to start and says so.
+//! - `REDIS_CLUSTER_NODES` (comma-separated `host:port`): instead of `REDIS_URL`, use a
+//!   Redis Cluster through these nodes; every key carries one hash tag (the prefix is
+//!   wrapped in braces unless it holds one), and the store follows the slot's primary
+//!   through failovers and reshards without a restart. Not with `REDIS_SENTINELS`.
 //! - `OIDC_ISSUER`: an OpenID provider (e.g. `https://keycloak.example/realms/app`)
 //!   whose access tokens `/me` accepts beside this server's own (RS256, ES256, EdDSA
 //!   and the other asymmetric algorithms, each key pinned by the provider's JWK Set,
@@ -50,7 +52,8 @@
 //!   provider is down (default 86400); then the provider's tokens are answered 503.
 //! - `RUST_LOG`: log filter, default `info`. Logs go to stderr and never contain tokens.
 //!
-//! Without `REDIS_URL`, revocations are kept in this process ([`MemoryStore`]).
+//! Without `REDIS_URL`, `REDIS_SENTINELS` or `REDIS_CLUSTER_NODES`, revocations are kept
+//! in this process ([`MemoryStore`]).
 
 mod app;
 
@@ -153,6 +156,16 @@ async fn run() -> Result<(), Box<dyn Error>> {
     );
 
     let router = match (&config.redis_url, &config.redis_sentinel) {
+        (None, None) if config.redis_cluster.is_some() => {
+            let nodes = config.redis_cluster.clone().unwrap_or_default();
+            let redis = tower_jwt_auth::RedisConfig::cluster(nodes);
+            redis_router(
+                redis,
+                "cannot use the Redis store through REDIS_CLUSTER_NODES",
+                &config,
+            )
+            .await?
+        }
         (None, None) => {
             tracing::info!("revocations are kept in this process (MemoryStore)");
             app::router(MemoryStore::new(), &config)?

@@ -12,6 +12,7 @@
 //! - [`provider`] (feature `oidc`): a real identity provider on loopback (discovery
 //!   document and JWK Set of keys the test generates), which a test rotates and breaks;
 //! - [`redis_server`] (feature `redis`): a real `redis-server` process;
+//! - [`redis_cluster`] (feature `redis`): a real Redis Cluster of such processes;
 //! - [`shifted_clock`] (Linux): a wall clock off by a chosen, steppable offset for the
 //!   processes a test starts (an `LD_PRELOAD` shim);
 //! - [`trace`] (feature `tracing`): capturing the crate's `tracing` events.
@@ -26,6 +27,8 @@ pub mod http;
 pub mod ports;
 #[cfg(feature = "oidc")]
 pub mod provider;
+#[cfg(feature = "redis")]
+pub mod redis_cluster;
 #[cfg(feature = "redis")]
 pub mod redis_server;
 pub mod service;

@@ -1,7 +1,9 @@
 //! A real `redis-server` for tests, on a free loopback port in its own directory, with
 //! an append-only file so a restart keeps its data. Never a mock.
 //!
-//! [`RedisServer::start_replica`] starts a replica of another server, and
+//! [`RedisServer::start_replica`] starts a replica of another server,
+//! [`RedisServer::start_restartable_with`] a node with any settings (a cluster node, see
+//! `redis_cluster.rs`), and
 //! [`RedisServer::start_sentinel`] a sentinel (`redis-server <conf> --sentinel`)
 //! watching a primary; [`RedisServer::query`] reads any reply (arrays included).
 //!
@@ -207,6 +209,38 @@ impl RedisServer {
     /// Starts a server that tests may stop and restart on the same port and data.
     pub fn start_restartable() -> Self {
         Self::launch(free_port(), fresh_dir(), false, &[])
+    }
+
+    /// Like [`start_restartable`](Self::start_restartable), with extra `redis-server`
+    /// arguments, which every restart keeps.
+    pub fn start_restartable_with(extra: &[&str]) -> Self {
+        Self::launch(free_port(), fresh_dir(), false, extra)
+    }
+
+    /// Whether the server is running (started, and not stopped since).
+    pub fn is_running(&self) -> bool {
+        self.wrapper.is_some()
+    }
+
+    /// A cluster node's id (`CLUSTER MYID`).
+    pub fn cluster_id(&self) -> String {
+        self.query(&["CLUSTER", "MYID"])
+            .text()
+            .expect("CLUSTER MYID answers an id")
+    }
+
+    /// The id of the primary a cluster replica replicates (`CLUSTER NODES`, its own
+    /// line); `None` for a primary.
+    pub fn replica_of(&self) -> Option<String> {
+        let nodes = query_port(self.port, &["CLUSTER", "NODES"], Duration::from_secs(2))
+            .ok()?
+            .text()?;
+        let line = nodes.lines().find(|l| l.contains("myself"))?;
+        let fields: Vec<&str> = line.split(' ').collect();
+        let flags = fields.get(2)?;
+        (flags.contains("slave") || flags.contains("replica"))
+            .then(|| fields.get(3).map(|s| (*s).to_owned()))
+            .flatten()
     }
 
     /// Like [`start`](Self::start), with extra environment for `redis-server`, such as

@@ -77,6 +77,40 @@ impl RedisStoreError {
             .is_some_and(|e| e.code() == Some("UNBLOCKED"))
     }
 
+    /// Whether Redis Cluster sent the call elsewhere, or asked for it again later: the
+    /// slot moved (`MOVED`), is being migrated (`ASK`, `TRYAGAIN`), or the cluster is
+    /// down (`CLUSTERDOWN`). The node is not (or not only) where the store's keys are.
+    pub(super) fn is_redirect(&self) -> bool {
+        use ::redis::ServerErrorKind as S;
+        self.source.as_ref().is_some_and(|e| {
+            matches!(
+                e.kind(),
+                ::redis::ErrorKind::Server(S::Moved | S::Ask | S::TryAgain | S::ClusterDown)
+            )
+        })
+    }
+
+    /// The node a `MOVED` reply names.
+    pub(super) fn moved_to(&self) -> Option<(String, u16)> {
+        self.redirect(::redis::ServerErrorKind::Moved)
+    }
+
+    /// The node an `ASK` reply names.
+    pub(super) fn asked_to(&self) -> Option<(String, u16)> {
+        self.redirect(::redis::ServerErrorKind::Ask)
+    }
+
+    fn redirect(&self, kind: ::redis::ServerErrorKind) -> Option<(String, u16)> {
+        let e = self.source.as_ref()?;
+        if e.kind() != ::redis::ErrorKind::Server(kind) {
+            return None;
+        }
+        // `(host:port, slot)`; an address without a host (`:port`) is left to a new
+        // look-up of the slot.
+        e.redirect_node()
+            .and_then(|(addr, _slot)| super::sentinel::parse_host_port(addr))
+    }
+
     pub(super) fn config(source: ::redis::RedisError) -> Self {
         Self {
             kind: RedisStoreErrorKind::Config,

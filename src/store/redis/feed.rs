@@ -28,6 +28,8 @@ use super::timing::{Timing, bounded};
 
 /// How many feed entries one read returns at most.
 const FEED_BATCH: usize = 1_000;
+/// How many times an owed cutoff is tried while logins change its subject's sessions.
+const OWED_CUTOFF_TRIES: usize = 3;
 /// First reconnect delay; doubled per failure up to the configured maximum.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -89,6 +91,8 @@ impl Feed {
             // `follow` only returns on failure; the connection is then dropped.
             let Err(e) = self.follow(&mut c, &mut backoff, &mut outage).await;
             drop(c);
+            // With a cluster, a `MOVED` names where the next connection goes.
+            self.primary.failed(&e);
             self.failed(&mut outage, &e);
             tokio::time::sleep(backoff.step()).await;
         }
@@ -367,22 +371,53 @@ impl Feed {
     async fn write_owed(&self, c: &mut MultiplexedConnection) -> Result<(), RedisStoreError> {
         let owed = self.shared.take_owed();
         for (i, owned) in owed.iter().enumerate() {
-            let script = match owned.entry() {
-                Entry::Token(token) => scripts::revoke_token(&self.keys, &self.timing, &token),
-                Entry::Cutoff(cutoff) => scripts::revoke_subject(&self.keys, &self.timing, &cutoff),
-                Entry::Lowered(cutoff, from) => {
-                    scripts::lower_cutoff(&self.keys, &self.timing, &cutoff, from)
-                }
-                Entry::Session(session) => {
-                    scripts::revoke_session(&self.keys, &self.timing, &session)
-                }
-            };
-            if let Err(e) = bounded(self.timing.command, script.invoke_async::<Value>(c)).await {
+            if let Err(e) = self.write_one(c, &owned.entry()).await {
                 self.shared.give_back(owed.into_iter().skip(i));
                 return Err(e);
             }
         }
         Ok(())
+    }
+
+    /// Writes one owed entry. A cutoff first reads the subject's refresh sessions (the
+    /// script is given every key it touches), and is tried again if a login changed
+    /// them in between.
+    async fn write_one(
+        &self,
+        c: &mut MultiplexedConnection,
+        entry: &Entry<'_>,
+    ) -> Result<(), RedisStoreError> {
+        let script = match entry {
+            Entry::Token(token) => scripts::revoke_token(&self.keys, &self.timing, token),
+            Entry::Cutoff(cutoff) => {
+                for _ in 0..OWED_CUTOFF_TRIES {
+                    let read = scripts::subject_sessions(
+                        &self.keys,
+                        cutoff.issuer(),
+                        cutoff.subject(),
+                        None,
+                    );
+                    let sessions = bounded(self.timing.command, read.query_async(c)).await?;
+                    let sessions =
+                        scripts::session_keys(&self.keys, sessions).ok_or_else(unexpected)?;
+                    let script =
+                        scripts::revoke_subject(&self.keys, &self.timing, cutoff, &sessions);
+                    let reply: Value = bounded(self.timing.command, script.invoke_async(c)).await?;
+                    if reply != Value::Int(0) {
+                        return Ok(());
+                    }
+                }
+                // Logins kept changing the set: left for the next round.
+                return Err(RedisStoreError::timeout());
+            }
+            Entry::Lowered(cutoff, from) => {
+                scripts::lower_cutoff(&self.keys, &self.timing, cutoff, *from)
+            }
+            Entry::Session(session) => scripts::revoke_session(&self.keys, &self.timing, session),
+        };
+        bounded(self.timing.command, script.invoke_async::<Value>(c))
+            .await
+            .map(drop)
     }
 
     /// Applies feed entries to the mirror in order and advances the last id. An entry

@@ -1,4 +1,8 @@
 //! Redis key names and the encoding of (issuer, id) pairs as set members.
+//!
+//! Every key of a store starts with its prefix. With Redis Cluster the prefix carries a
+//! hash tag ([`cluster_prefix`]), so every key of the store, refresh-token keys
+//! included, hashes to one slot ([`key_slot`]) and every script can touch all of them.
 
 /// The Redis keys of one store, all under the configured prefix.
 #[derive(Debug, Clone)]
@@ -43,6 +47,11 @@ impl Keys {
         key
     }
 
+    /// The start of every [`refresh_session`](Self::refresh_session) key.
+    pub(super) fn refresh_session_prefix(&self) -> String {
+        format!("{}s:", self.refresh)
+    }
+
     /// Hash, one per refresh token, by its SHA-256 (hex; never the token): `s` (its
     /// session's key) and `used`. Expires with the token, or once used at the session's
     /// deadline (so a reuse is recognised while the session lives).
@@ -57,6 +66,59 @@ impl Keys {
         key.extend_from_slice(&member(issuer, subject));
         key
     }
+}
+
+/// The prefix a store uses with Redis Cluster for the configured `prefix`: `prefix`
+/// itself when it holds a hash tag of its own (a `{`, then a `}` with at least one byte
+/// between them, the first such pair Redis would see), else `prefix` wrapped in braces
+/// (`tower-jwt-auth:` becomes `{tower-jwt-auth:}`). The hash tag then lies inside the
+/// prefix, so whatever follows it (a refresh token's hash, an encoded subject) never
+/// moves a key to another slot. `None` when no hash tag can be made (an empty prefix,
+/// or one whose braces would enclose nothing, such as `}x`).
+pub(super) fn cluster_prefix(prefix: &str) -> Option<String> {
+    if own_tag(prefix.as_bytes()).is_some() {
+        return Some(prefix.to_owned());
+    }
+    let wrapped = format!("{{{prefix}}}");
+    own_tag(wrapped.as_bytes()).is_some().then_some(wrapped)
+}
+
+/// The hash tag Redis would take from any key that starts with `prefix`, when it lies
+/// entirely inside `prefix`: the bytes between the first `{` and the first `}` after
+/// it, if there are any.
+fn own_tag(prefix: &[u8]) -> Option<&[u8]> {
+    let open = prefix.iter().position(|&b| b == b'{')?;
+    let close = prefix[open + 1..].iter().position(|&b| b == b'}')?;
+    (close > 0).then(|| &prefix[open + 1..open + 1 + close])
+}
+
+/// The cluster slot of `key` (0 to 16383), as Redis computes it: CRC16 (XMODEM) of the
+/// key's hash tag if it has one, of the whole key otherwise, modulo 16384.
+pub(super) fn key_slot(key: &[u8]) -> u16 {
+    let hashed = match key.iter().position(|&b| b == b'{') {
+        Some(open) => match key[open + 1..].iter().position(|&b| b == b'}') {
+            Some(close) if close > 0 => &key[open + 1..open + 1 + close],
+            _ => key,
+        },
+        None => key,
+    };
+    crc16(hashed) & 0x3fff
+}
+
+/// CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0, as Redis Cluster uses.
+fn crc16(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in data {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
 }
 
 /// Encodes `(issuer, id)` unambiguously: `-<id>` without an issuer, `+<len>:<issuer><id>`
@@ -132,6 +194,53 @@ pub(super) fn parse_member(raw: &[u8]) -> Option<(Option<&str>, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slots_are_redis_slots() {
+        // Redis's own figures (CLUSTER KEYSLOT).
+        assert_eq!(crc16(b"123456789"), 0x31c3);
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}".as_slice()));
+        assert_ne!(key_slot(b"foo{}{bar}"), key_slot(b"bar"));
+        assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
+        assert_eq!(key_slot(b"foo{bar}{zap}"), key_slot(b"bar"));
+    }
+
+    #[test]
+    fn cluster_prefixes_put_every_key_in_one_slot() {
+        for (prefix, want) in [
+            ("tower-jwt-auth:", Some("{tower-jwt-auth:}")),
+            ("{app}:", Some("{app}:")),
+            ("a{b}c:", Some("a{b}c:")),
+            ("a{b:", Some("{a{b:}")),
+            ("x}y:", Some("{x}y:}")),
+            ("{}", Some("{{}}")),
+            ("", None),
+            ("}x", None),
+        ] {
+            assert_eq!(cluster_prefix(prefix).as_deref(), want, "{prefix:?}");
+        }
+        for prefix in ["tower-jwt-auth:", "{app}:", "a{b:", "x}y:", "{}"] {
+            let keys = Keys::new(&cluster_prefix(prefix).unwrap());
+            let slot = key_slot(keys.feed.as_bytes());
+            let hostile = "}{x}";
+            for key in [
+                keys.denylist.into_bytes(),
+                keys.cutoffs.into_bytes(),
+                keys.cutoff_expiry.into_bytes(),
+                keys.sessions.into_bytes(),
+                keys.session_expiry.into_bytes(),
+                Keys::new(&cluster_prefix(prefix).unwrap()).refresh_session(Some(hostile), hostile),
+                Keys::new(&cluster_prefix(prefix).unwrap()).refresh_subject(None, hostile),
+                Keys::new(&cluster_prefix(prefix).unwrap())
+                    .refresh_token("{ab}")
+                    .into_bytes(),
+            ] {
+                assert_eq!(key_slot(&key), slot, "{prefix:?}: {key:?}");
+            }
+        }
+    }
 
     #[test]
     fn members_round_trip_and_never_collide() {

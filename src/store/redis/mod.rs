@@ -8,8 +8,11 @@
 //! - `feed.rs`: the follower task that keeps the mirror current;
 //! - `load.rs`: the full load from the sets, at start-up and on resync;
 //! - `sweep.rs`: the task that removes expired entries from Redis;
-//! - `sentinel.rs`: where the primary is (one address, or Redis Sentinel's answer,
-//!   asked again on every reconnection, which is how a failover is followed);
+//! - `sentinel.rs`: where the primary is (one address, Redis Sentinel's answer, or the
+//!   cluster node that holds the store's slot, asked again on every reconnection, which
+//!   is how a failover is followed);
+//! - `cluster.rs`: finding that node in a Redis Cluster (`CLUSTER SLOTS`), and the
+//!   redirections (`MOVED`, `ASK`) after a reshard or a failover;
 //! - `writer.rs`: the write path, its connection, and the replicas' confirmation
 //!   (`WAIT`);
 //! - `scripts.rs`: the Lua scripts every write and sweep runs;
@@ -19,6 +22,7 @@
 //!
 //! [REDIS.md]: https://github.com/tower-jwt-auth/tower-jwt-auth/blob/main/REDIS.md
 
+mod cluster;
 mod entry;
 mod error;
 mod feed;
@@ -44,7 +48,7 @@ pub use self::error::{RedisStoreError, RedisStoreErrorKind};
 use self::feed::Feed;
 use self::keys::Keys;
 use self::mirror::Shared;
-use self::sentinel::Primary;
+use self::sentinel::{Primary, Topology};
 use self::sweep::Sweeper;
 use self::timing::Timing;
 use self::writer::Writer;
@@ -81,6 +85,8 @@ pub struct RedisConfig {
     clock_tolerance: Duration,
     /// `(sentinels, master name)`, when the primary is found through Redis Sentinel.
     sentinel: Option<(Vec<String>, String)>,
+    /// The seed nodes, when the store runs on a Redis Cluster.
+    cluster: Option<Vec<String>>,
     min_replicas: u32,
     replica_wait_timeout: Duration,
 }
@@ -98,6 +104,7 @@ impl fmt::Debug for RedisConfig {
             .field("max_reconnect_delay", &self.max_reconnect_delay)
             .field("clock_tolerance", &self.clock_tolerance)
             .field("sentinel", &self.sentinel)
+            .field("cluster", &self.cluster)
             .field("min_replicas", &self.min_replicas)
             .field("replica_wait_timeout", &self.replica_wait_timeout)
             .finish()
@@ -121,6 +128,7 @@ impl RedisConfig {
             max_reconnect_delay: Duration::from_secs(1),
             clock_tolerance: DEFAULT_CLOCK_TOLERANCE,
             sentinel: None,
+            cluster: None,
             min_replicas: 0,
             replica_wait_timeout: Duration::from_millis(500),
         }
@@ -160,10 +168,52 @@ impl RedisConfig {
         config
     }
 
-    /// With [`sentinel`](Self::sentinel): the data nodes' credentials, database and
-    /// scheme (`rediss://` for TLS), as a URL whose host and port are not used (the
-    /// sentinels give them), such as `redis://:password@primary/2`. Without sentinels,
-    /// this is the server's URL, as given to [`new`](Self::new).
+    /// A configuration for a Redis Cluster: `nodes` are the `host:port` addresses
+    /// (`[v6]:port` for IPv6) of some of its nodes, asked where the store's keys are.
+    ///
+    /// Every key of the store then carries one hash tag, so all of them live in one slot,
+    /// on one primary (and its replicas): the [`prefix`](Self::prefix) is used as is when
+    /// it holds a hash tag of its own (`{my-app}:`), and is otherwise wrapped in braces
+    /// (the default prefix gives keys such as `{tower-jwt-auth:}denylist`). Instances
+    /// that must see each other's revocations use the same prefix; a single server or
+    /// Sentinel deployment keeps its key names, so moving one to a cluster means copying
+    /// its keys to the new names (or choosing a prefix with a hash tag from the start).
+    ///
+    /// The store asks the nodes, one after the other, which node holds that slot each
+    /// time it opens a connection (`CLUSTER SLOTS`), and uses the node only once it says
+    /// it is a master (`ROLE`). Every connection is reopened after a failure, a reply
+    /// `MOVED` (the slot was moved by a reshard, or its primary failed over) included,
+    /// so the feed, the sweep and the writes follow the slot without a restart; a write
+    /// answered `ASK` (the slot is being migrated) is sent to the node the slot is
+    /// migrating to. Combine with [`min_replicas`](Self::min_replicas) so that a logout
+    /// reported done survives the failover of the slot's primary. Whether the cluster is
+    /// a self-hosted one or a managed service's cluster mode does not matter; the nodes
+    /// must be reachable at the addresses the cluster announces.
+    ///
+    /// The data nodes' credentials and TLS come from [`node_url`](Self::node_url) (a
+    /// cluster has no databases but 0). The addresses are checked by
+    /// [`RedisStore::connect`].
+    ///
+    /// ```
+    /// use tower_jwt_auth::RedisConfig;
+    ///
+    /// let config = RedisConfig::cluster(
+    ///     ["10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"].map(String::from),
+    /// )
+    /// .prefix("{my-app}:revocations:")
+    /// .min_replicas(1);
+    /// ```
+    pub fn cluster(nodes: impl IntoIterator<Item = String>) -> Self {
+        let mut config = Self::new("redis://127.0.0.1/");
+        config.cluster = Some(nodes.into_iter().collect());
+        config
+    }
+
+    /// With [`sentinel`](Self::sentinel) or [`cluster`](Self::cluster): the data nodes'
+    /// credentials, database and scheme (`rediss://` for TLS), as a URL whose host and
+    /// port are not used (the sentinels or the cluster give them), such as
+    /// `redis://:password@primary/2`. Otherwise, this is the server's URL, as given to
+    /// [`new`](Self::new).
     #[must_use]
     pub fn node_url(mut self, url: impl Into<String>) -> Self {
         self.url = url.into();
@@ -197,7 +247,8 @@ impl RedisConfig {
 
     /// The prefix of every key the store uses (default `tower-jwt-auth:`), so several
     /// applications can share one Redis. Instances that must see each other's
-    /// revocations use the same prefix.
+    /// revocations use the same prefix. With [`cluster`](Self::cluster), it is wrapped
+    /// in braces unless it holds a hash tag already (see there).
     #[must_use]
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
@@ -274,8 +325,8 @@ impl RedisConfig {
 /// [`command_timeout`](RedisConfig::command_timeout) (and, with
 /// [`min_replicas`](RedisConfig::min_replicas), that many replicas within
 /// [`replica_wait_timeout`](RedisConfig::replica_wait_timeout)): never report such a
-/// logout as done. With [`RedisConfig::sentinel`], the store follows a failover by
-/// itself.
+/// logout as done. With [`RedisConfig::sentinel`] or [`RedisConfig::cluster`], the store
+/// follows a failover (and, on a cluster, a reshard) by itself.
 /// Once the mirror has not been confirmed current for
 /// [`max_staleness`](RedisConfig::max_staleness), checks fail closed
 /// ([`RedisStoreErrorKind::Stale`], a 503 from the layer) until it has caught up.
@@ -412,8 +463,10 @@ impl RedisStore {
     /// # Errors
     ///
     /// [`RedisStoreError`] when the URL or a setting is invalid (a zero timeout or
-    /// window, a sentinel address that is not `host:port`), Redis (or, with sentinels,
-    /// a primary they name) cannot be reached within
+    /// window, a sentinel or cluster node address that is not `host:port`, with a
+    /// cluster a prefix no hash tag can be made of, such as an empty one), Redis (or,
+    /// with sentinels, a primary they name; with a cluster, the node that holds the
+    /// store's slot) cannot be reached within
     /// [`connect_timeout`](RedisConfig::connect_timeout), or the load fails or times out.
     ///
     /// # Panics
@@ -431,14 +484,19 @@ impl RedisStore {
         if zero {
             return Err(RedisStoreError::new(RedisStoreErrorKind::Config));
         }
-        let primary = Arc::new(Primary::new(
-            &config.url,
-            config
-                .sentinel
-                .as_ref()
-                .map(|(sentinels, master)| (sentinels.as_slice(), master.as_str())),
-        )?);
-        let keys = Arc::new(Keys::new(&config.prefix));
+        let prefix = match &config.cluster {
+            Some(_) => keys::cluster_prefix(&config.prefix).ok_or_else(|| {
+                sentinel::config_error("no hash tag can be made of this prefix (empty?)")
+            })?,
+            None => config.prefix.clone(),
+        };
+        let keys = Arc::new(Keys::new(&prefix));
+        let topology = match (&config.sentinel, &config.cluster) {
+            (Some((sentinels, master)), _) => Topology::Sentinel(sentinels, master),
+            (None, Some(nodes)) => Topology::Cluster(nodes, keys::key_slot(keys.feed.as_bytes())),
+            (None, None) => Topology::Direct,
+        };
+        let primary = Arc::new(Primary::new(&config.url, topology)?);
         let timing = Timing::new(&config);
         let shared = Arc::new(Shared::new());
 
@@ -467,7 +525,7 @@ impl RedisStore {
                 keys,
                 timing,
                 max_staleness: config.max_staleness,
-                prefix: config.prefix,
+                prefix,
                 _feed_task: feed_task,
                 _sweep_task: sweep_task,
             }),
@@ -516,27 +574,8 @@ impl RedisStore {
 
     /// Runs a write script within the command timeout (plus the wait for replicas, with
     /// [`RedisConfig::min_replicas`]); see `writer.rs`. Reports a failure.
-    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
     async fn write(&self, script: &ScriptInvocation<'_>) -> Result<(), RedisStoreError> {
-        let written = self.inner.writer.write(script).await;
-        match &written {
-            Err(e) if e.kind() == RedisStoreErrorKind::NotReplicated => {
-                warn_event!(
-                    kind = ?e.kind(),
-                    error = %e,
-                    "revocation not confirmed by enough replicas; reported as failed"
-                );
-            }
-            Err(e) => {
-                warn_event!(
-                    kind = ?e.kind(),
-                    error = %e,
-                    "revocation not recorded in Redis; reported as failed"
-                );
-            }
-            Ok(()) => {}
-        }
-        written
+        reported(self.inner.writer.write(script).await)
     }
 }
 
@@ -573,12 +612,7 @@ impl RevocationStore for RedisStore {
         if cutoff.keep_until() <= clock::now_secs() {
             return Ok(());
         }
-        self.write(&scripts::revoke_subject(
-            &inner.keys,
-            &inner.timing,
-            &cutoff,
-        ))
-        .await?;
+        reported(self.record_cutoff(&cutoff).await)?;
         inner.shared.apply(&Entry::Cutoff(cutoff));
         Ok(())
     }
@@ -606,8 +640,31 @@ impl RevocationStore for RedisStore {
 
 impl SessionStore for RedisStore {
     async fn create_refresh(&self, record: &RefreshRecord<'_>) -> Result<(), RedisStoreError> {
-        self.write(&scripts::create_refresh(&self.inner.keys, record))
-            .await
+        let inner = &*self.inner;
+        let created = async {
+            let deadline = inner.writer.deadline();
+            let sample = inner
+                .writer
+                .read(
+                    &scripts::subject_sessions(
+                        &inner.keys,
+                        record.issuer(),
+                        record.subject(),
+                        Some(scripts::CREATE_SAMPLE),
+                    ),
+                    deadline,
+                )
+                .await?;
+            let sample =
+                scripts::session_keys(&inner.keys, sample).ok_or_else(reply::unexpected)?;
+            let script = scripts::create_refresh(&inner.keys, record, &sample);
+            inner
+                .writer
+                .write_returning(&script, deadline)
+                .await
+                .map(drop)
+        };
+        reported(created.await)
     }
 
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
@@ -615,19 +672,114 @@ impl SessionStore for RedisStore {
         &self,
         rotation: &Rotation<'_>,
     ) -> Result<RotateOutcome, RedisStoreError> {
-        let script = scripts::rotate_refresh(&self.inner.keys, rotation);
-        let reply = match self.inner.writer.write_returning(&script).await {
-            Ok(reply) => reply,
-            Err(e) => {
-                warn_event!(
-                    kind = ?e.kind(),
-                    error = %e,
-                    "refresh-token rotation not recorded in Redis; reported as failed"
-                );
-                return Err(e);
+        let rotated = self.rotate(rotation).await;
+        if let Err(e) = &rotated {
+            warn_event!(
+                kind = ?e.kind(),
+                error = %e,
+                "refresh-token rotation not recorded in Redis; reported as failed"
+            );
+        }
+        rotated
+    }
+}
+
+impl RedisStore {
+    /// Records a subject cutoff: reads the subject's refresh sessions, then runs
+    /// `REVOKE_SUBJECT` with them, again if a login added one in between; all within
+    /// one write limit.
+    async fn record_cutoff(&self, cutoff: &SubjectCutoff<'_>) -> Result<(), RedisStoreError> {
+        let inner = &*self.inner;
+        let deadline = inner.writer.deadline();
+        loop {
+            let read =
+                scripts::subject_sessions(&inner.keys, cutoff.issuer(), cutoff.subject(), None);
+            let sessions =
+                scripts::session_keys(&inner.keys, inner.writer.read(&read, deadline).await?)
+                    .ok_or_else(reply::unexpected)?;
+            let script = scripts::revoke_subject(&inner.keys, &inner.timing, cutoff, &sessions);
+            match inner.writer.write_returning(&script, deadline).await? {
+                // The set changed since it was read: nothing was written.
+                ::redis::Value::Int(0) => {}
+                _ => return Ok(()),
             }
+        }
+    }
+
+    /// Exchanges a refresh token: reads the presented token's session, then runs
+    /// `ROTATE_REFRESH` with it, again with the keys the script names if they changed
+    /// meanwhile; all within one write limit.
+    async fn rotate(&self, rotation: &Rotation<'_>) -> Result<RotateOutcome, RedisStoreError> {
+        let inner = &*self.inner;
+        let deadline = inner.writer.deadline();
+        let mut session = match inner
+            .writer
+            .read(&scripts::token_session(&inner.keys, rotation), deadline)
+            .await?
+        {
+            ::redis::Value::Nil => return Ok(RotateOutcome::Invalid),
+            ::redis::Value::BulkString(key) => key,
+            _ => return Err(reply::unexpected()),
         };
-        rotate_outcome(reply).ok_or_else(reply::unexpected)
+        let mut current: Option<Vec<u8>> = None;
+        loop {
+            if !session.starts_with(inner.keys.refresh_session_prefix().as_bytes()) {
+                // Not a session of this store: the record is not one it wrote.
+                return Ok(RotateOutcome::Invalid);
+            }
+            let script =
+                scripts::rotate_refresh(&inner.keys, rotation, &session, current.as_deref());
+            let reply = inner.writer.write_returning(&script, deadline).await?;
+            match named_key(&reply) {
+                Some((b"session", key)) => session = key,
+                Some((b"current", key)) if key.starts_with(inner.keys.refresh.as_bytes()) => {
+                    current = Some(key);
+                }
+                Some(_) => return Err(reply::unexpected()),
+                None => return rotate_outcome(reply).ok_or_else(reply::unexpected),
+            }
+        }
+    }
+}
+
+/// Reports a revocation (or refresh-session write) that failed, and returns it as is.
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+fn reported<T>(written: Result<T, RedisStoreError>) -> Result<T, RedisStoreError> {
+    match &written {
+        Err(e) if e.kind() == RedisStoreErrorKind::NotReplicated => {
+            warn_event!(
+                kind = ?e.kind(),
+                error = %e,
+                "revocation not confirmed by enough replicas; reported as failed"
+            );
+        }
+        Err(e) => {
+            warn_event!(
+                kind = ?e.kind(),
+                error = %e,
+                "revocation not recorded in Redis; reported as failed"
+            );
+        }
+        Ok(_) => {}
+    }
+    written
+}
+
+/// `ROTATE_REFRESH`'s `{'session', key}` and `{'current', key}` (the key to pass on the
+/// next call); `None` for any other reply.
+fn named_key(reply: &::redis::Value) -> Option<(&[u8], Vec<u8>)> {
+    let ::redis::Value::Array(items) = reply else {
+        return None;
+    };
+    let [::redis::Value::BulkString(what), rest @ ..] = items.as_slice() else {
+        return None;
+    };
+    if what != b"session" && what != b"current" {
+        return None;
+    }
+    match rest {
+        [::redis::Value::BulkString(key)] => Some((what.as_slice(), key.clone())),
+        _ => Some((b"".as_slice(), Vec::new())),
     }
 }
 

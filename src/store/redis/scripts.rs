@@ -9,6 +9,14 @@
 //!
 //! The feed entries' field names come from `entry.rs`, formatted into the source, so
 //! the scripts that write entries and the follower that reads them share one definition.
+//!
+//! Every script is given every key it touches as `KEYS` (as Redis requires, and as
+//! Redis Cluster enforces). Where the keys to touch are named inside other keys (the
+//! refresh sessions of a subject, the session of a refresh token), the caller reads
+//! those names first ([`subject_sessions`], [`token_session`]) and passes them; the
+//! script checks, atomically, that they are still the ones stored, and otherwise
+//! writes nothing and says so ([`REVOKE_SUBJECT`] answers 0, [`ROTATE_REFRESH`] names
+//! the key to pass), and the caller reads again.
 
 use std::sync::LazyLock;
 
@@ -51,23 +59,82 @@ pub(super) fn revoke_token<'a>(
     script
 }
 
-/// The [`REVOKE_SUBJECT`] call that records `cutoff`.
+/// The [`REVOKE_SUBJECT`] call that records `cutoff`; `sessions` are the members of
+/// the subject's set of refresh sessions, as [`subject_sessions`] read them.
 pub(super) fn revoke_subject<'a>(
     keys: &'a Keys,
     timing: &Timing,
     cutoff: &SubjectCutoff<'_>,
+    sessions: &[Vec<u8>],
 ) -> ScriptInvocation<'a> {
     let mut script = REVOKE_SUBJECT.key(&keys.cutoffs);
     script
         .key(&keys.cutoff_expiry)
         .key(&keys.feed)
-        .key(keys.refresh_subject(cutoff.issuer(), cutoff.subject()))
+        .key(keys.refresh_subject(cutoff.issuer(), cutoff.subject()));
+    for session in sessions {
+        script.key(session.as_slice());
+    }
+    script
         .arg(keys::member(cutoff.issuer(), cutoff.subject()))
         .arg(cutoff.cutoff_micros())
         .arg(clamp_keep(cutoff.keep_until()))
         .arg(timing.retention_ms)
-        .arg(timing.clock_tolerance_secs);
+        .arg(timing.clock_tolerance_secs)
+        .arg(keys.refresh_session_prefix());
     script
+}
+
+/// The read that tells [`revoke_subject`] (and [`create_refresh`]) the subject's refresh
+/// sessions: `SMEMBERS` of the subject's set, or `SRANDMEMBER` of `sample` of them.
+pub(super) fn subject_sessions(
+    keys: &Keys,
+    issuer: Option<&str>,
+    subject: &str,
+    sample: Option<usize>,
+) -> ::redis::Cmd {
+    let key = keys.refresh_subject(issuer, subject);
+    match sample {
+        None => {
+            let mut cmd = ::redis::cmd("SMEMBERS");
+            cmd.arg(key);
+            cmd
+        }
+        Some(n) => {
+            let mut cmd = ::redis::cmd("SRANDMEMBER");
+            cmd.arg(key).arg(n);
+            cmd
+        }
+    }
+}
+
+/// The session keys in a reply of [`subject_sessions`]: only names of this store's
+/// refresh sessions (anything else in the set is not the store's, and is left alone by
+/// the scripts too). `None` for a reply of another shape.
+pub(super) fn session_keys(keys: &Keys, reply: ::redis::Value) -> Option<Vec<Vec<u8>>> {
+    let items = match reply {
+        ::redis::Value::Array(items) | ::redis::Value::Set(items) => items,
+        ::redis::Value::Nil => Vec::new(),
+        _ => return None,
+    };
+    let prefix = keys.refresh_session_prefix();
+    Some(
+        items
+            .into_iter()
+            .filter_map(|v| match v {
+                ::redis::Value::BulkString(b) if b.starts_with(prefix.as_bytes()) => Some(b),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// The read that tells [`rotate_refresh`] which session the presented token belongs to.
+pub(super) fn token_session(keys: &Keys, rotation: &Rotation<'_>) -> ::redis::Cmd {
+    let mut cmd = ::redis::cmd("HGET");
+    cmd.arg(keys.refresh_token(&rotation.presented().to_hex()))
+        .arg("s");
+    cmd
 }
 
 /// The [`REVOKE_SESSION`] call that records `session`.
@@ -140,17 +207,33 @@ return redis.call('XADD', KEYS[2], 'MINID', '~', string.format('%d', minid), '*'
 /// The subject's refresh sessions that started at or before the (merged) cutoff are
 /// deleted, so their refresh tokens die even after the cutoff itself has expired.
 ///
-/// KEYS: cutoffs, cutoff expiry, feed, the subject's refresh sessions (a set of keys).
-/// ARGV: member, cutoff (µs), keep_until (s), feed retention (ms), clock tolerance (s).
+/// The set's members are passed as `KEYS[5..]`: if the set holds a session key (one
+/// under `ARGV[6]`) that is not among them (a login since they were read), nothing is
+/// written and the script answers 0, to be called again with the set read anew.
+/// Otherwise it answers the feed entry's id.
+///
+/// KEYS: cutoffs, cutoff expiry, feed, the subject's refresh sessions (a set of keys),
+/// then each of those sessions. ARGV: member, cutoff (µs), keep_until (s), feed
+/// retention (ms), clock tolerance (s), the prefix of refresh-session keys.
 pub(super) static REVOKE_SUBJECT: LazyLock<Script> = LazyLock::new(|| {
     later_of(
         SUBJECT,
         r"
+local declared = {}
+for i = 5, #KEYS do declared[KEYS[i]] = true end
 for _, s in ipairs(redis.call('SMEMBERS', KEYS[4])) do
-  local started = redis.call('HGET', s, 'started')
-  if not started or not later(started, cutoff) then
-    redis.call('DEL', s)
-    redis.call('SREM', KEYS[4], s)
+  if not declared[s] and string.sub(s, 1, #ARGV[6]) == ARGV[6] then return 0 end
+end
+",
+        r"
+for i = 5, #KEYS do
+  local s = KEYS[i]
+  if redis.call('SISMEMBER', KEYS[4], s) == 1 then
+    local started = redis.call('HGET', s, 'started')
+    if not started or not later(started, cutoff) then
+      redis.call('DEL', s)
+      redis.call('SREM', KEYS[4], s)
+    end
   end
 end
 ",
@@ -166,17 +249,19 @@ end
 /// KEYS: sessions, session expiry, feed, the refresh session. ARGV: member, ended (µs),
 /// keep_until (s), feed retention (ms), clock tolerance (s).
 pub(super) static REVOKE_SESSION: LazyLock<Script> =
-    LazyLock::new(|| later_of(SESSION, "redis.call('DEL', KEYS[4])\n"));
+    LazyLock::new(|| later_of(SESSION, "", "redis.call('DEL', KEYS[4])\n"));
 
 /// The script of [`REVOKE_SUBJECT`] and [`REVOKE_SESSION`]; `field` names the entry's
-/// member in the feed; `then` runs after the merge, with `later` and `cutoff` in scope.
-fn later_of(field: &str, then: &str) -> Script {
+/// member in the feed; `first` runs before anything is written (it may return), `then`
+/// after the merge, with `later` and `cutoff` in scope.
+fn later_of(field: &str, first: &str, then: &str) -> Script {
     Script::new(&format!(
         r"
 local function later(a, b)
   if #a ~= #b then return #a > #b end
   return a > b
 end
+{first}
 local cutoff = ARGV[2]
 local keep = tonumber(ARGV[3])
 local old = redis.call('HGET', KEYS[1], ARGV[1])
@@ -264,12 +349,24 @@ fn issuer_field(issuer: Option<&str>) -> String {
     }
 }
 
-/// The [`CREATE_REFRESH`] call that records `record`.
-pub(super) fn create_refresh<'a>(keys: &Keys, record: &RefreshRecord<'_>) -> ScriptInvocation<'a> {
+/// How many members of a subject's set [`CREATE_REFRESH`] checks for a session gone.
+pub(super) const CREATE_SAMPLE: usize = 4;
+
+/// The [`CREATE_REFRESH`] call that records `record`; `sample` are a few members of the
+/// subject's set (up to [`CREATE_SAMPLE`], read with [`subject_sessions`]).
+pub(super) fn create_refresh<'a>(
+    keys: &Keys,
+    record: &RefreshRecord<'_>,
+    sample: &[Vec<u8>],
+) -> ScriptInvocation<'a> {
     let mut script = CREATE_REFRESH.key(keys.refresh_session(record.issuer(), record.sid()));
     script
         .key(keys.refresh_token(&record.hash().to_hex()))
-        .key(keys.refresh_subject(record.issuer(), record.subject()))
+        .key(keys.refresh_subject(record.issuer(), record.subject()));
+    for session in sample {
+        script.key(session.as_slice());
+    }
+    script
         .arg(issuer_field(record.issuer()))
         .arg(record.subject())
         .arg(record.sid())
@@ -281,13 +378,23 @@ pub(super) fn create_refresh<'a>(keys: &Keys, record: &RefreshRecord<'_>) -> Scr
     script
 }
 
-/// The [`ROTATE_REFRESH`] call for `rotation`.
-pub(super) fn rotate_refresh<'a>(keys: &'a Keys, rotation: &Rotation<'_>) -> ScriptInvocation<'a> {
+/// The [`ROTATE_REFRESH`] call for `rotation`, given the presented token's session
+/// (`session`, read with [`token_session`]) and the session's current token (`current`;
+/// the new token's key until the script names another).
+pub(super) fn rotate_refresh<'a>(
+    keys: &'a Keys,
+    rotation: &Rotation<'_>,
+    session: &[u8],
+    current: Option<&[u8]>,
+) -> ScriptInvocation<'a> {
+    let new = keys.refresh_token(&rotation.new_hash().to_hex());
     let mut script = ROTATE_REFRESH.key(keys.refresh_token(&rotation.presented().to_hex()));
     script
-        .key(keys.refresh_token(&rotation.new_hash().to_hex()))
+        .key(new.as_str())
         .key(&keys.sessions)
         .key(&keys.cutoffs)
+        .key(session)
+        .key(current.unwrap_or(new.as_bytes()))
         .arg(clamp_keep(rotation.new_expires_at()))
         .arg(u64::try_from(rotation.reuse_interval().as_millis()).unwrap_or(u64::MAX));
     script
@@ -296,9 +403,11 @@ pub(super) fn rotate_refresh<'a>(keys: &'a Keys, rotation: &Rotation<'_>) -> Scr
 /// Records the first refresh token of a session: the session's hash (replacing any of
 /// the same key), the token's record, and the session in its subject's set.
 /// A few random members of that set whose session is gone (expired, ended, reused) are
-/// dropped on the way, so the set tracks the subject's live sessions.
+/// dropped on the way (the caller read them and passes them as `KEYS[4..]`), so the set
+/// tracks the subject's live sessions.
 ///
-/// KEYS: refresh session, token record, subject's set. ARGV: issuer field, sub, sid,
+/// KEYS: refresh session, token record, subject's set, then a few members of that set.
+/// ARGV: issuer field, sub, sid,
 /// session member, subject member, started (µs), deadline (s), token expiry (s).
 pub(super) static CREATE_REFRESH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -309,8 +418,8 @@ redis.call('HSET', KEYS[1], 'iss', ARGV[1], 'sub', ARGV[2], 'sid', ARGV[3], 'sm'
 redis.call('EXPIREAT', KEYS[1], ARGV[7])
 redis.call('HSET', KEYS[2], 's', KEYS[1], 'used', '0')
 redis.call('EXPIREAT', KEYS[2], ARGV[8])
-for _, s in ipairs(redis.call('SRANDMEMBER', KEYS[3], 4)) do
-  if redis.call('EXISTS', s) == 0 then redis.call('SREM', KEYS[3], s) end
+for i = 4, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then redis.call('SREM', KEYS[3], KEYS[i]) end
 end
 redis.call('SADD', KEYS[3], KEYS[1])
 local ttl = redis.call('TTL', KEYS[3])
@@ -329,8 +438,14 @@ return 1
 /// `{'invalid'}`. A repeated call (same new token) answers `rotated` again, so the
 /// writer's retry after a lost reply is harmless.
 ///
-/// KEYS: presented token record, new token record, ended sessions, cutoffs. ARGV: new
-/// token's expiry (s), reuse interval (ms).
+/// The caller passes the presented token's session and the session's current token: if
+/// either is not the one stored (it changed since it was read, or the current token was
+/// not known), nothing is written and the script answers `{'session', key}` or
+/// `{'current', key}`, naming the key to pass on the next call.
+///
+/// KEYS: presented token record, new token record, ended sessions, cutoffs, the
+/// presented token's session, that session's current token (or any key of the store
+/// when not known). ARGV: new token's expiry (s), reuse interval (ms).
 pub(super) static ROTATE_REFRESH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -339,8 +454,9 @@ local function later(a, b)
   return a > b
 end
 local rec = redis.call('HMGET', KEYS[1], 's', 'used')
-local skey = rec[1]
-if not skey then return {'invalid'} end
+if not rec[1] then return {'invalid'} end
+if rec[1] ~= KEYS[5] then return {'session', rec[1]} end
+local skey = KEYS[5]
 local s = redis.call('HMGET', skey, 'iss', 'sub', 'sid', 'sm', 'um', 'started', 'deadline',
     'current', 'previous', 'rotated')
 if not s[3] then return {'invalid'} end
@@ -374,7 +490,8 @@ if s[8] == KEYS[1] and rec[2] == '0' then
   redis.call('HSET', KEYS[1], 'used', '1')
   redis.call('EXPIREAT', KEYS[1], s[7])
 elseif s[9] == KEYS[1] and interval > 0 and now_ms - tonumber(s[10]) <= interval then
-  redis.call('DEL', s[8])
+  if s[8] ~= KEYS[6] then return {'current', s[8]} end
+  redis.call('DEL', KEYS[6])
   redis.call('HSET', skey, 'current', KEYS[2])
 elseif rec[2] == '1' then
   redis.call('DEL', skey)

@@ -1,5 +1,6 @@
-//! How the store reaches the primary: one fixed address, or the address Redis Sentinel
-//! gives for a master name, asked again each time a connection is opened.
+//! How the store reaches the primary: one fixed address, the address Redis Sentinel
+//! gives for a master name, or the node of a Redis Cluster that holds the store's slot
+//! (`cluster.rs`), asked again each time a connection is opened.
 //!
 //! Every connection of the store (the feed's, the sweep's, the writer's) is opened
 //! through [`Primary::connect`], and each of them is reopened after any failure. With
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{Client, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo, Value};
 
+use super::cluster::{Cluster, is_master};
 use super::error::{RedisStoreError, RedisStoreErrorKind};
 use super::timing::{self, Timing, bounded};
 
@@ -24,6 +26,19 @@ pub(super) enum Primary {
     Direct(Client),
     /// Wherever the sentinels say (`RedisConfig::sentinel`).
     Sentinel(Sentinels),
+    /// On the node of a Redis Cluster that holds the store's slot
+    /// (`RedisConfig::cluster`).
+    Cluster(Cluster),
+}
+
+/// How the primary is to be found, as configured.
+pub(super) enum Topology<'a> {
+    /// One server.
+    Direct,
+    /// Sentinels and the master name they watch.
+    Sentinel(&'a [String], &'a str),
+    /// Seed nodes of a cluster, and the store's slot.
+    Cluster(&'a [String], u16),
 }
 
 /// A set of sentinels watching one master name.
@@ -52,8 +67,39 @@ pub(super) fn parse_host_port(address: &str) -> Option<(String, u16)> {
     Some((host.to_owned(), port))
 }
 
+/// `node`'s settings (credentials, database, TLS) at `host:port`.
+pub(super) fn at_address(node: &ConnectionInfo, host: String, port: u16) -> ConnectionInfo {
+    let addr = match node.addr() {
+        ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        _ => ConnectionAddr::Tcp(host, port),
+    };
+    node.clone().set_addr(addr)
+}
+
+/// The error of a node that is not (or no longer) a master.
+pub(super) fn not_master(what: &'static str) -> RedisStoreError {
+    RedisStoreError::with_source(
+        RedisStoreErrorKind::Connection,
+        ::redis::RedisError::from((ErrorKind::Io, what)),
+    )
+}
+
+/// Parses a list of `host:port` addresses; `None` if any is not one.
+fn parse_addresses(addresses: &[String]) -> Option<Vec<(String, u16)>> {
+    addresses.iter().map(|s| parse_host_port(s)).collect()
+}
+
 /// A configuration error with a static description (never the URL).
-fn config_error(what: &'static str) -> RedisStoreError {
+pub(super) fn config_error(what: &'static str) -> RedisStoreError {
     RedisStoreError::with_source(
         RedisStoreErrorKind::Config,
         ::redis::RedisError::from((ErrorKind::InvalidClientConfig, what)),
@@ -62,15 +108,28 @@ fn config_error(what: &'static str) -> RedisStoreError {
 
 impl Primary {
     /// The primary as configured: `url` alone, or `url`'s settings at the address the
-    /// `sentinels` give for `master`.
-    pub(super) fn new(
-        url: &str,
-        sentinel: Option<(&[String], &str)>,
-    ) -> Result<Self, RedisStoreError> {
-        let Some((sentinels, master)) = sentinel else {
-            return Ok(Self::Direct(
-                Client::open(url).map_err(RedisStoreError::config)?,
-            ));
+    /// sentinels give, or at the cluster node that holds the slot.
+    pub(super) fn new(url: &str, topology: Topology<'_>) -> Result<Self, RedisStoreError> {
+        let (sentinels, master) = match topology {
+            Topology::Direct => {
+                return Ok(Self::Direct(
+                    Client::open(url).map_err(RedisStoreError::config)?,
+                ));
+            }
+            Topology::Cluster(seeds, slot) => {
+                if seeds.is_empty() {
+                    return Err(config_error("no cluster node address given"));
+                }
+                let seeds = parse_addresses(seeds)
+                    .ok_or_else(|| config_error("a cluster node address is not host:port"))?;
+                let node = tcp_node(url, "a Unix socket URL cannot be used with a cluster")?;
+                if node.redis_settings().db() != 0 {
+                    // A cluster node refuses `SELECT`: every connection would fail.
+                    return Err(config_error("a cluster has no database but 0"));
+                }
+                return Ok(Self::Cluster(Cluster::new(seeds, node, slot)));
+            }
+            Topology::Sentinel(sentinels, master) => (sentinels, master),
         };
         if sentinels.is_empty() {
             return Err(config_error("no sentinel address given"));
@@ -78,19 +137,9 @@ impl Primary {
         if master.trim().is_empty() {
             return Err(config_error("the sentinels' master name is empty"));
         }
-        let sentinels = sentinels
-            .iter()
-            .map(|s| parse_host_port(s))
-            .collect::<Option<Vec<_>>>()
+        let sentinels = parse_addresses(sentinels)
             .ok_or_else(|| config_error("a sentinel address is not host:port"))?;
-        let node = url
-            .into_connection_info()
-            .map_err(RedisStoreError::config)?;
-        if matches!(node.addr(), ConnectionAddr::Unix(_)) {
-            return Err(config_error(
-                "a Unix socket URL cannot be used with sentinels",
-            ));
-        }
+        let node = tcp_node(url, "a Unix socket URL cannot be used with sentinels")?;
         Ok(Self::Sentinel(Sentinels {
             sentinels,
             master: master.to_owned(),
@@ -109,45 +158,55 @@ impl Primary {
         match self {
             Self::Direct(client) => timing::connect(client, timing).await,
             Self::Sentinel(sentinels) => sentinels.connect(timing).await,
+            Self::Cluster(cluster) => cluster.connect(timing).await,
         }
     }
+
+    /// Takes note of a failed call's error: with a cluster, a `MOVED` reply names the
+    /// node the next connection tries first.
+    pub(super) fn failed(&self, error: &RedisStoreError) {
+        if let Self::Cluster(cluster) = self {
+            cluster.redirected(error);
+        }
+    }
+
+    /// With a cluster: a connection to the node an `ASK` reply named (a slot being
+    /// migrated to it), checked to be a master. `None` without a cluster.
+    pub(super) async fn connect_asked(
+        &self,
+        (host, port): (String, u16),
+        timing: &Timing,
+    ) -> Option<Result<MultiplexedConnection, RedisStoreError>> {
+        match self {
+            Self::Cluster(cluster) => Some(cluster.open(host, port, timing).await),
+            _ => None,
+        }
+    }
+}
+
+/// The connection settings of `url`, which must not be a Unix socket (`refused` says
+/// why).
+fn tcp_node(url: &str, refused: &'static str) -> Result<ConnectionInfo, RedisStoreError> {
+    let node = url
+        .into_connection_info()
+        .map_err(RedisStoreError::config)?;
+    if matches!(node.addr(), ConnectionAddr::Unix(_)) {
+        return Err(config_error(refused));
+    }
+    Ok(node)
 }
 
 impl Sentinels {
     async fn connect(&self, timing: &Timing) -> Result<MultiplexedConnection, RedisStoreError> {
         let (host, port) = self.resolve(timing).await?;
-        let addr = match self.node.addr() {
-            ConnectionAddr::TcpTls {
-                insecure,
-                tls_params,
-                ..
-            } => ConnectionAddr::TcpTls {
-                host,
-                port,
-                insecure: *insecure,
-                tls_params: tls_params.clone(),
-            },
-            _ => ConnectionAddr::Tcp(host, port),
-        };
         let client =
-            Client::open(self.node.clone().set_addr(addr)).map_err(RedisStoreError::config)?;
+            Client::open(at_address(&self.node, host, port)).map_err(RedisStoreError::config)?;
         let mut conn = timing::connect(&client, timing).await?;
         let role: Value =
             bounded(timing.command, ::redis::cmd("ROLE").query_async(&mut conn)).await?;
-        let is_master = match &role {
-            Value::Array(parts) => parts.first().is_some_and(|r| {
-                matches!(r, Value::BulkString(b) if b == b"master")
-                    || matches!(r, Value::SimpleString(s) if s == "master")
-            }),
-            _ => false,
-        };
-        if !is_master {
-            return Err(RedisStoreError::with_source(
-                RedisStoreErrorKind::Connection,
-                ::redis::RedisError::from((
-                    ErrorKind::Io,
-                    "the node the sentinels named is not a master (yet)",
-                )),
+        if !is_master(&role) {
+            return Err(not_master(
+                "the node the sentinels named is not a master (yet)",
             ));
         }
         Ok(conn)

@@ -10,8 +10,9 @@
 //!
 //! Failures are not fatal and not retried in a hurry: a lost connection is reopened at
 //! the next tick; a Redis that refuses writes (out of memory) is asked again at the next
-//! tick, on the same connection, except a replica (`READONLY`: a failover demoted it),
-//! which is left for a new connection to the primary (see `sentinel.rs`).
+//! tick, on the same connection, except a replica (`READONLY`: a failover demoted it)
+//! or a cluster node that no longer holds the slot (`MOVED`), which is left for a new
+//! connection to the primary (see `sentinel.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,8 +75,13 @@ impl Sweeper {
                         // Lost, timed out (a reply may still be on its way) or garbled:
                         // a new connection next time. A refusal: the same one, unless
                         // the node is no longer the primary.
-                        if e.kind() == RedisStoreErrorKind::Server && !e.is_read_only() {
+                        if e.kind() == RedisStoreErrorKind::Server
+                            && !e.is_read_only()
+                            && !e.is_redirect()
+                        {
                             conn = Some(c);
+                        } else {
+                            self.primary.failed(&e);
                         }
                         Err(e)
                     }

@@ -426,8 +426,6 @@ impl<R, C, F> JwtAuthLayerBuilder<R, C, F> {
         if s.leeway > MAX_LEEWAY {
             return invalid("the leeway must be at most one day".into());
         }
-        #[cfg(feature = "oidc")]
-        let providers = s.providers.clone();
         let verifier = Verifier::new(VerifierConfig {
             keys: s.keys,
             #[cfg(feature = "oidc")]
@@ -445,8 +443,8 @@ impl<R, C, F> JwtAuthLayerBuilder<R, C, F> {
             .then(|| Arc::new(TokenCache::new(s.token_cache, s.leeway.as_secs())));
         #[cfg(feature = "oidc")]
         if let Some(cache) = &cache {
-            for provider in &providers {
-                provider.inner.register_cache(cache);
+            for route in verifier.providers() {
+                route.provider.inner.register_cache(cache);
             }
         }
         Ok(JwtAuthLayer {

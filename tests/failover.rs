@@ -175,6 +175,43 @@ struct Load {
 }
 
 impl Load {
+    /// Once the old primary is back as a replica: waits until logouts are answered 204
+    /// again, stops the load, then counts the logouts answered 204 that the new
+    /// primary lacks (`on_new_primary`) and checks that both instances refuse each.
+    /// Returns how long logouts took to come back, the revocations lost and the
+    /// logouts answered 204.
+    async fn wind_down(
+        &self,
+        tasks: [tokio::task::JoinHandle<()>; 2],
+        on_new_primary: impl Fn(&str) -> bool,
+    ) -> (Duration, usize, usize) {
+        let back = Instant::now();
+        let logouts_then = self.figures.lock().unwrap().logouts_204;
+        eventually(Duration::from_secs(10), "logouts are done again", || {
+            self.figures.lock().unwrap().logouts_204 >= logouts_then + 4
+        })
+        .await;
+        let logouts_back = back.elapsed();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.stop.store(true, Ordering::SeqCst);
+        for task in tasks {
+            if let Err(e) = task.await {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+        let done = self.done.lock().unwrap().clone();
+        let mut lost = 0;
+        for d in &done {
+            if !on_new_primary(&d.token) {
+                lost += 1;
+            }
+            for i in 0..2 {
+                assert_eq!(self.me(i, &d.token).await, StatusCode::UNAUTHORIZED);
+            }
+        }
+        (logouts_back, lost, done.len())
+    }
+
     async fn me(&self, i: usize, token: &str) -> StatusCode {
         let reply = answered("/me", self.http.me(self.addrs[i], token).await, FAST);
         let mut f = self.figures.lock().unwrap();
@@ -413,34 +450,11 @@ async fn failover(replica_behind: bool) {
     load.no_replica.store(false, Ordering::SeqCst);
     s.primary.restart();
     s.primary.wait_replicating();
-    let back = Instant::now();
-    let logouts_then = load.figures.lock().unwrap().logouts_204;
-    eventually(Duration::from_secs(10), "logouts are done again", || {
-        load.figures.lock().unwrap().logouts_204 >= logouts_then + 4
-    })
-    .await;
-    let logouts_back = back.elapsed();
-    let since_kill = killed.elapsed();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    load.stop.store(true, Ordering::SeqCst);
-    for task in [rounds, prober] {
-        if let Err(e) = task.await {
-            std::panic::resume_unwind(e.into_panic());
-        }
-    }
-    // Revocations lost: every logout answered 204 is on the new primary, and refused by
-    // both instances.
-    let done = load.done.lock().unwrap().clone();
-    let mut lost = 0;
-    for d in &done {
-        if !in_denylist(&s.replica, &d.token) {
-            lost += 1;
-        }
-        for i in 0..2 {
-            assert_eq!(load.me(i, &d.token).await, StatusCode::UNAUTHORIZED);
-        }
-    }
+    let to_back = killed.elapsed();
+    let (logouts_back, lost, done) = load
+        .wind_down([rounds, prober], |token| in_denylist(&s.replica, token))
+        .await;
+    let since_kill = to_back + logouts_back;
     let figures = load.figures.lock().unwrap();
     eprintln!(
         "failover: primary killed; sentinels promoted the replica after {failover:?}; \
@@ -448,10 +462,7 @@ async fn failover(replica_behind: bool) {
          replica ({since_kill:?} after the kill)"
     );
     eprintln!("figures: {figures:?}");
-    eprintln!(
-        "logouts answered 204: {}, revocations lost: {lost}",
-        done.len()
-    );
+    eprintln!("logouts answered 204: {done}, revocations lost: {lost}");
     assert_eq!(
         lost, 0,
         "a logout answered 204 is missing on the new primary"
@@ -535,34 +546,13 @@ async fn a_cluster_failover_of_the_slot_loses_no_logout_answered_204() {
     )
     .await;
     cluster.nodes[owner].wait_replicating();
-    let back = Instant::now();
-    let logouts_then = load.figures.lock().unwrap().logouts_204;
-    eventually(Duration::from_secs(10), "logouts are done again", || {
-        load.figures.lock().unwrap().logouts_204 >= logouts_then + 4
-    })
-    .await;
-    let logouts_back = back.elapsed();
-    let since_kill = killed.elapsed();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    load.stop.store(true, Ordering::SeqCst);
-    for task in [rounds, prober] {
-        if let Err(e) = task.await {
-            std::panic::resume_unwind(e.into_panic());
-        }
-    }
-    // Revocations lost: every logout answered 204 is on the new primary, and refused by
-    // both instances.
-    let done = load.done.lock().unwrap().clone();
-    let mut lost = 0;
-    for d in &done {
-        if !in_denylist_at(&cluster.nodes[replica], denylist, &d.token) {
-            lost += 1;
-        }
-        for i in 0..2 {
-            assert_eq!(load.me(i, &d.token).await, StatusCode::UNAUTHORIZED);
-        }
-    }
+    let to_back = killed.elapsed();
+    let (logouts_back, lost, done) = load
+        .wind_down([rounds, prober], |token| {
+            in_denylist_at(&cluster.nodes[replica], denylist, token)
+        })
+        .await;
+    let since_kill = to_back + logouts_back;
     let figures = load.figures.lock().unwrap();
     eprintln!(
         "cluster failover: slot's primary killed; the cluster promoted its replica after \
@@ -571,10 +561,7 @@ async fn a_cluster_failover_of_the_slot_loses_no_logout_answered_204() {
          rejoined as a replica ({since_kill:?} after the kill)"
     );
     eprintln!("cluster figures: {figures:?}");
-    eprintln!(
-        "cluster logouts answered 204: {}, revocations lost: {lost}",
-        done.len()
-    );
+    eprintln!("cluster logouts answered 204: {done}, revocations lost: {lost}");
     assert_eq!(
         lost, 0,
         "a logout answered 204 is missing on the new primary"

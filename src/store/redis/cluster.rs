@@ -19,7 +19,7 @@ use ::redis::aio::MultiplexedConnection;
 use ::redis::{Client, ConnectionInfo, Value};
 
 use super::error::{RedisStoreError, RedisStoreErrorKind};
-use super::sentinel::{at_address, not_master};
+use super::sentinel::{at_address, connect_master};
 use super::timing::{self, Timing, bounded};
 
 /// How many nodes learnt from the cluster's map are remembered beside the seeds.
@@ -76,17 +76,14 @@ impl Cluster {
         port: u16,
         timing: &Timing,
     ) -> Result<MultiplexedConnection, RedisStoreError> {
-        let client =
-            Client::open(at_address(&self.node, host, port)).map_err(RedisStoreError::config)?;
-        let mut conn = timing::connect(&client, timing).await?;
-        let role: Value =
-            bounded(timing.command, ::redis::cmd("ROLE").query_async(&mut conn)).await?;
-        if !is_master(&role) {
-            return Err(not_master(
-                "the node that holds the slot is not a master (yet)",
-            ));
-        }
-        Ok(conn)
+        connect_master(
+            &self.node,
+            host,
+            port,
+            timing,
+            "the node that holds the slot is not a master (yet)",
+        )
+        .await
     }
 
     /// Notes where a `MOVED` reply in `error` points, for the next connection.

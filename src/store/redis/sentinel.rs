@@ -86,6 +86,25 @@ pub(super) fn at_address(node: &ConnectionInfo, host: String, port: u16) -> Conn
 }
 
 /// The error of a node that is not (or no longer) a master.
+/// Opens a connection to the node at `host:port` (with `node`'s credentials and TLS)
+/// and checks with `ROLE` that it is a master; `not_yet` says which node it should have
+/// been, when it is not.
+pub(super) async fn connect_master(
+    node: &ConnectionInfo,
+    host: String,
+    port: u16,
+    timing: &Timing,
+    not_yet: &'static str,
+) -> Result<MultiplexedConnection, RedisStoreError> {
+    let client = Client::open(at_address(node, host, port)).map_err(RedisStoreError::config)?;
+    let mut conn = timing::connect(&client, timing).await?;
+    let role: Value = bounded(timing.command, ::redis::cmd("ROLE").query_async(&mut conn)).await?;
+    if !is_master(&role) {
+        return Err(not_master(not_yet));
+    }
+    Ok(conn)
+}
+
 pub(super) fn not_master(what: &'static str) -> RedisStoreError {
     RedisStoreError::with_source(
         RedisStoreErrorKind::Connection,
@@ -199,17 +218,14 @@ fn tcp_node(url: &str, refused: &'static str) -> Result<ConnectionInfo, RedisSto
 impl Sentinels {
     async fn connect(&self, timing: &Timing) -> Result<MultiplexedConnection, RedisStoreError> {
         let (host, port) = self.resolve(timing).await?;
-        let client =
-            Client::open(at_address(&self.node, host, port)).map_err(RedisStoreError::config)?;
-        let mut conn = timing::connect(&client, timing).await?;
-        let role: Value =
-            bounded(timing.command, ::redis::cmd("ROLE").query_async(&mut conn)).await?;
-        if !is_master(&role) {
-            return Err(not_master(
-                "the node the sentinels named is not a master (yet)",
-            ));
-        }
-        Ok(conn)
+        connect_master(
+            &self.node,
+            host,
+            port,
+            timing,
+            "the node the sentinels named is not a master (yet)",
+        )
+        .await
     }
 
     /// Asks each sentinel in turn (the last one that answered first) for the primary's

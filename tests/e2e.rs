@@ -410,6 +410,7 @@ async fn me_by_bearer_and_by_cookie() {
     let reply = server.me(&alice.token).await;
     reply.assert_ok_subject("alice");
     assert_eq!(reply.header(header::CACHE_CONTROL), Some("no-store"));
+    assert_eq!(reply.header(header::CONTENT_TYPE), Some("application/json"));
     let me = reply.json();
     let claims = alice.claims();
     for claim in ["sub", "jti", "iat", "exp"] {

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use http::{HeaderMap, Request, Response};
 use serde::de::DeserializeOwned;
 
-use crate::cache::TokenCache;
-use crate::claims::{Claims, TokenInfo, TokenLocation};
+use crate::cache::{Hash as CacheHash, TokenCache};
+use crate::claims::{Claims, Registered, TokenInfo, TokenLocation};
 use crate::cross_origin;
 use crate::rejection::{OnRejection, Rejection, reasons};
-use crate::source::{self, TokenSource};
+use crate::source::{self, Presented, TokenSource};
 use crate::store::{Check, RevocationStatus, RevocationStore};
 use crate::verify::{KeyWait, Refused, Verifier};
 
@@ -66,7 +66,7 @@ impl<R: RevocationStore, F> Auth<R, F> {
         C: DeserializeOwned + Clone + Send + Sync + 'static,
     {
         // 1. Where is the token?
-        let (token, location) = match source::find(&self.sources, req.headers()) {
+        let presented = match source::find(&self.sources, req.headers()) {
             Ok(Some(found)) => found,
             Ok(None) if self.optional => {
                 req.extensions_mut().insert(Anonymous);
@@ -75,8 +75,20 @@ impl<R: RevocationStore, F> Auth<R, F> {
             Ok(None) => return Decision::Reject(reasons::MISSING),
             Err(rejection) => return Decision::Reject(rejection),
         };
-        // 2. A cookie rides along on other sites' requests: is this one ours?
-        if location == TokenLocation::Cookie
+        // The cache first, by the bytes as sent: a hit was verified before and the cache
+        // keeps only well-formed tokens, so only a miss has its syntax checked.
+        let lookup = self
+            .cache
+            .as_deref()
+            .map(|cache| cache.get(presented.bytes()));
+        let text = match lookup {
+            Some((Some(_), _)) => None,
+            _ => match presented.text() {
+                Ok(text) => Some(text),
+                Err(rejection) => return Decision::Reject(rejection),
+            },
+        };
+        if presented.location() == TokenLocation::Cookie
             && let Err(rejection) = cross_origin::check(
                 req.method(),
                 req.uri(),
@@ -86,13 +98,11 @@ impl<R: RevocationStore, F> Auth<R, F> {
         {
             return Decision::Reject(rejection);
         }
-        // 3. Is it a valid token? (A lookup when it was verified before.)
-        let claims = match self.verify::<C>(token, location, may_wait) {
+        let claims = match self.verify::<C>(presented, lookup, text, may_wait) {
             Ok(claims) => claims,
             Err(Refused::Reject(rejection)) => return Decision::Reject(rejection),
             Err(Refused::Wait(wait)) => return Decision::AwaitKeys(wait),
         };
-        // 4. Was it revoked? 5. Hand the claims to the inner service.
         match self.store.check(claims.token()) {
             Check::Ready(answer) => match store_answer(answer) {
                 Ok(()) => {
@@ -109,38 +119,45 @@ impl<R: RevocationStore, F> Auth<R, F> {
     }
 
     /// Verifies `token`, or finds it verified before and checks its time rules again.
+    /// The claims of `presented`: from the cache's `lookup` on a hit (the time rules
+    /// judged again), else verified from its `text` (checked by the caller on a miss)
+    /// and remembered.
     fn verify<C>(
         &self,
-        token: &str,
-        location: TokenLocation,
+        presented: Presented<'_>,
+        lookup: Option<(Option<Arc<Registered>>, CacheHash)>,
+        text: Option<&str>,
         may_wait: bool,
     ) -> Result<Claims<C>, Refused>
     where
         C: DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        let Some(cache) = &self.cache else {
-            return self.verifier.verify_or_wait(token, location, may_wait);
-        };
-        let (found, hash) = cache.get(token);
-        if let Some(reg) = found {
-            self.verifier.check_times(&reg)?;
-            if let Some(claims) = Claims::from_token(TokenInfo { reg, location }) {
-                return Ok(claims);
+        let location = presented.location();
+        let hash = match lookup {
+            Some((Some(reg), hash)) => {
+                self.verifier.check_times(&reg)?;
+                if let Some(claims) = Claims::from_token(TokenInfo { reg, location }) {
+                    return Ok(claims);
+                }
+                // Cached with other custom claims than `C`: verified afresh.
+                Some(hash)
             }
-        }
+            Some((None, hash)) => Some(hash),
+            None => None,
+        };
+        let token = match text {
+            Some(text) => text,
+            None => presented.text().map_err(Refused::Reject)?,
+        };
         let claims = self
             .verifier
             .verify_or_wait::<C>(token, location, may_wait)?;
-        cache.insert(hash, token, &claims.token.reg);
+        if let (Some(cache), Some(hash)) = (&self.cache, hash) {
+            cache.insert(hash, token, &claims.token.reg);
+        }
         Ok(claims)
     }
 
-    /// The response for `rejection` of the request whose headers are `headers`, with the
-    /// rejection in its extensions.
-    ///
-    /// Only a refusal comes here, so what it costs (reading the `content-type` to answer
-    /// a gRPC call the gRPC way, the `tracing` event) is never paid by an accepted
-    /// request.
     pub(crate) fn respond<B>(&self, rejection: Rejection, headers: &HeaderMap) -> Response<B>
     where
         F: OnRejection<B>,

@@ -71,7 +71,9 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         match self.auth.decide::<C, _>(&mut req, true) {
-            Decision::Proceed => ResponseFuture::inner(self.take_ready().call(req)),
+            // Decided now: the service made ready is called in place. Only a decision
+            // still pending takes it along (and leaves a clone), as tower's services do.
+            Decision::Proceed => ResponseFuture::inner(self.inner.call(req)),
             Decision::Reject(rejection) => {
                 ResponseFuture::rejected(self.auth.respond(rejection, req.headers()))
             }

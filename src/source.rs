@@ -51,28 +51,77 @@ impl fmt::Debug for TokenSource {
     }
 }
 
+/// A token as the request presents it, its syntax not judged yet: [`text`](Self::text)
+/// judges it. The layer asks the verified-token cache first, by these bytes: a token
+/// equal byte for byte to a cached one was verified before (and the cache keeps only
+/// well-formed tokens), so a hit needs no second look.
+#[derive(Clone, Copy)]
+pub(crate) struct Presented<'a> {
+    bytes: &'a [u8],
+    location: TokenLocation,
+}
+
+impl<'a> Presented<'a> {
+    /// The token's bytes, as sent.
+    pub(crate) fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Where the token was found.
+    pub(crate) fn location(&self) -> TokenLocation {
+        self.location
+    }
+
+    /// The token as text once its syntax is checked: RFC 7235 token68 in the
+    /// `Authorization` header, UTF-8 in a cookie.
+    pub(crate) fn text(&self) -> Result<&'a str, Rejection> {
+        match self.location {
+            TokenLocation::Header if !is_token68(self.bytes) => Err(reasons::BAD_AUTHORIZATION),
+            // token68 is ASCII, so this cannot fail for the header.
+            TokenLocation::Header => {
+                std::str::from_utf8(self.bytes).map_err(|_| reasons::BAD_AUTHORIZATION)
+            }
+            TokenLocation::Cookie => {
+                std::str::from_utf8(self.bytes).map_err(|_| reasons::MALFORMED)
+            }
+        }
+    }
+}
+
 /// The token of a request, if any, and where it was found. Its length is judged by the
-/// verifier, the one place that bounds a token.
+/// verifier, the one place that bounds a token; its syntax by [`Presented::text`]: here
+/// for every source but the one used, and for that one by the layer on a cache miss.
 pub(crate) fn find<'a>(
     sources: &[TokenSource],
     headers: &'a HeaderMap,
-) -> Result<Option<(&'a str, TokenLocation)>, Rejection> {
+) -> Result<Option<Presented<'a>>, Rejection> {
     let mut found = None;
     for source in sources {
         let token = match &source.0 {
-            Kind::Bearer => bearer(headers)?.map(|t| (t, TokenLocation::Header)),
-            Kind::Cookie(name) => cookie(headers, name)?.map(|t| (t, TokenLocation::Cookie)),
+            Kind::Bearer => bearer(headers)?.map(|bytes| Presented {
+                bytes,
+                location: TokenLocation::Header,
+            }),
+            Kind::Cookie(name) => cookie(headers, name)?.map(|bytes| Presented {
+                bytes,
+                location: TokenLocation::Cookie,
+            }),
         };
-        if found.is_none() {
-            found = token;
+        match (found, token) {
+            (None, token) => found = token,
+            // Not the token used, but a malformed one refuses the request all the same.
+            (Some(_), Some(other)) => {
+                other.text()?;
+            }
+            (Some(_), None) => {}
         }
     }
     Ok(found)
 }
 
-/// The token of the one `Authorization: Bearer` header, `None` if there is no such
-/// header or it uses another scheme.
-fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
+/// The token bytes of the one `Authorization: Bearer` header, `None` if there is no
+/// such header or it uses another scheme.
+fn bearer(headers: &HeaderMap) -> Result<Option<&[u8]>, Rejection> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -88,14 +137,7 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
     if !scheme.eq_ignore_ascii_case(b"bearer") {
         return Ok(None);
     }
-    let token = rest.trim_ascii();
-    if !is_token68(token) {
-        return Err(reasons::BAD_AUTHORIZATION);
-    }
-    // token68 is ASCII, so this cannot fail.
-    std::str::from_utf8(token)
-        .map(Some)
-        .map_err(|_| reasons::BAD_AUTHORIZATION)
+    Ok(Some(rest.trim_ascii()))
 }
 
 /// Whether `b` is one of the bytes RFC 7235 token68 allows before its `=` padding:
@@ -117,19 +159,19 @@ fn token68_byte(b: u8) -> bool {
 }
 
 /// RFC 7235 token68: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-fn is_token68(s: &[u8]) -> bool {
+pub(crate) fn is_token68(s: &[u8]) -> bool {
     let end = s.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
     // A fold without an early exit, so the compiler checks many bytes at once.
     end > 0 && s[..end].iter().fold(true, |ok, &b| ok & token68_byte(b))
 }
 
-/// The value of the cookie `name`, `None` if absent or empty (a cleared cookie).
+/// The value bytes of the cookie `name`, `None` if absent or empty (a cleared cookie).
 ///
 /// Other applications on the same site set cookies of their own, with any bytes: only
 /// this cookie's own value is judged. The `Cookie` header is read as bytes (RFC 6265
 /// §4.2.1: `name=value` pairs separated by `; `), pairs without `=` are skipped, and
 /// nothing of another cookie can refuse the request.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Rejection> {
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a [u8]>, Rejection> {
     let mut found = None;
     for header in headers.get_all(header::COOKIE) {
         for pair in header.as_bytes().split(|&b| b == b';') {
@@ -143,8 +185,7 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Rej
                 return Err(reasons::TWO_COOKIES);
             }
             // Quotes stay part of the value: a quoted token is not a token.
-            let value = pair[eq + 1..].trim_ascii();
-            found = Some(std::str::from_utf8(value).map_err(|_| reasons::MALFORMED)?);
+            found = Some(pair[eq + 1..].trim_ascii());
         }
     }
     Ok(found.filter(|v| !v.is_empty()))
@@ -169,9 +210,9 @@ mod tests {
     #[test]
     fn cookie_values_are_slices_of_the_header() {
         let h = headers(&[("cookie", "a=1; access_token=xyz.abc; b=2")]);
-        assert_eq!(cookie(&h, "access_token").unwrap(), Some("xyz.abc"));
+        assert_eq!(cookie(&h, "access_token").unwrap(), Some(&b"xyz.abc"[..]));
         let h = headers(&[("cookie", "a=1"), ("cookie", "access_token=q")]);
-        assert_eq!(cookie(&h, "access_token").unwrap(), Some("q"));
+        assert_eq!(cookie(&h, "access_token").unwrap(), Some(&b"q"[..]));
         let h = headers(&[("cookie", "access_token=")]);
         assert_eq!(cookie(&h, "access_token").unwrap(), None);
     }

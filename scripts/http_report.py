@@ -56,13 +56,13 @@ runs = [line.rstrip("\n").split("\t") for line in open(os.path.join(out, "runs.t
 idle = next(r for r in runs if r[0] == "idle")
 idle_commands = int(idle[4]) - int(idle[3])
 
-results = []
-for name, label in SETUPS:
+def rounds_of(name):
     per_round = []
     for r in (r for r in runs if r[0] == name):
         w = parse_wrk(os.path.join(out, "wrk", "%s.%s.txt" % (name, r[1])))
         if w["non_2xx"]:
             sys.exit("%s round %s: %d non-2xx responses" % (name, r[1], w["non_2xx"]))
+        w["round"] = int(r[1])
         w["redis_commands"] = int(r[4]) - int(r[3])
         w["redis_commands_by_name"] = cmd_delta(os.path.join(out, "wrk", "%s.%s" % (name, r[1])))
         w["redis_commands_per_request"] = max(0, w["redis_commands"] - idle_commands) / w["requests"]
@@ -71,8 +71,16 @@ for name, label in SETUPS:
         wrk_cpu = sum(map(float, open(os.path.join(out, "wrk", "%s.%s.wrk-cpu" % (name, r[1]))).read().split()))
         w["wrk_cpu_us_per_request"] = wrk_cpu * 1e6 / w["requests"]
         per_round.append(w)
+    return per_round
+
+# CPU time per request (server + Redis).
+cpu = lambda x: x["server_cpu_us_per_request"] + x["redis_cpu_us_per_request"]
+
+results = []
+for name, label in SETUPS:
+    per_round = rounds_of(name)
     med = lambda k: statistics.median(w[k] for w in per_round)
-    results.append({
+    result = {
         "setup": name, "label": label,
         "rps": round(med("rps"), 1),
         "p50_ms": round(med("p50_ms"), 3), "p99_ms": round(med("p99_ms"), 3),
@@ -81,17 +89,42 @@ for name, label in SETUPS:
         "redis_cpu_us_per_request": round(med("redis_cpu_us_per_request"), 2),
         "wrk_cpu_us_per_request": round(med("wrk_cpu_us_per_request"), 2),
         "rounds": per_round,
-    })
-health = results[0]
-health_rounds = [w["rps"] for w in health["rounds"]]
+    }
+    # The ratio to /health within each pair: the setup's run and the /health run beside
+    # it on the same server process (the memory server's for me-memory, whose /health
+    # runs are the health row); the median over the rounds is the figure.
+    if name == "health":
+        pairs = [(w, w) for w in per_round]
+    else:
+        health_rounds = {w["round"]: w for w in rounds_of("health" if name == "me-memory" else "health@" + name)}
+        pairs = [(w, health_rounds[w["round"]]) for w in per_round]
+    ratios = [w["rps"] / h["rps"] for w, h in pairs]
+    cpu_ratios = [cpu(h) / cpu(w) for w, h in pairs]
+    result["health_rps_per_round"] = [round(h["rps"], 1) for _, h in pairs]
+    result["ratio_to_health"] = round(statistics.median(ratios), 3)
+    result["ratio_to_health_per_round"] = [round(x, 3) for x in ratios]
+    # The same ratio from CPU time per request: less sensitive to what else the machine
+    # runs than requests/s are.
+    result["cpu_ratio_to_health"] = round(statistics.median(cpu_ratios), 3)
+    results.append(result)
+
+# Instructions per request under callgrind (the server's user space; /health and /me on
+# one process): deterministic, so they show what a change costs whatever the machine does.
+instructions = {}
+path = os.path.join(out, "instructions.tsv")
+if os.path.exists(path):
+    for line in open(path):
+        name, n, health_ir, me_ir = line.split()
+        n = int(n)
+        instructions[name] = {
+            "requests": n,
+            "health": round(int(health_ir) / n),
+            "me": round(int(me_ir) / n),
+            "ratio_to_health": round(int(health_ir) / int(me_ir), 3),
+        }
 for r in results:
-    r["ratio_to_health"] = round(r["rps"] / health["rps"], 3)
-    ratios = [w["rps"] / h for w, h in zip(r["rounds"], health_rounds)]
-    r["ratio_to_health_per_round"] = [round(x, 3) for x in ratios]
-    # The same ratio from CPU time per request (server + Redis): much less sensitive to
-    # what else the machine runs than requests/s are.
-    cpu = lambda x: x["server_cpu_us_per_request"] + x["redis_cpu_us_per_request"]
-    r["cpu_ratio_to_health"] = round(cpu(health) / cpu(r), 3)
+    if r["setup"] in instructions:
+        r["server_instructions"] = instructions[r["setup"]]
 
 propagation = json.load(open(os.path.join(out, "propagation.json")))
 machine = {
@@ -105,6 +138,7 @@ doc = {
     "machine": machine,
     "idle_redis_commands_per_run": idle_commands,
     "setups": results,
+    "instructions_requests_per_route": next(iter(instructions.values()))["requests"] if instructions else None,
     "propagation": propagation,
 }
 json.dump(doc, open(os.path.join(out, "results.json"), "w"), indent=1)
@@ -122,7 +156,7 @@ cx, cw = 910, 190          # CPU per request panel
 esc = lambda s: s.replace("&", "&amp;").replace("<", "&lt;")
 svg = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="13">' % (W, H, W, H),
        '<rect width="100%" height="100%" fill="white"/>',
-       '<text x="12" y="24" font-size="16" font-weight="bold">tower-jwt-auth example server under wrk (median of %d rounds)</text>' % rounds,
+       '<text x="12" y="24" font-size="16" font-weight="bold">tower-jwt-auth example server under wrk (median of %d rounds; ratios within pairs of runs beside /health)</text>' % rounds,
        '<text x="12" y="44" fill="#555">wrk -t%d -c%d -d%ds --latency, loopback, %d cores shared by wrk, servers and Redis; load %s</text>' % (threads, conns, duration, machine["nproc"], esc(load_before)),
        '<text x="%d" y="%d" font-weight="bold">requests/s (ratio to /health)</text>' % (lx, top - 10),
        '<text x="%d" y="%d" font-weight="bold">latency, ms: p50 <tspan fill="#4c78a8">&#9632;</tspan> p99 <tspan fill="#f58518">&#9632;</tspan></text>' % (rx, top - 10),
@@ -157,7 +191,7 @@ svg.append("</svg>")
 open(os.path.join(out, "bench-http.svg"), "w").write("\n".join(svg) + "\n")
 
 # --- the table, for BENCHMARKS.md ---
-print("| setup | requests/s | ratio to /health (per round) | p50 ms | p99 ms | CPU µs / req: server | Redis | wrk | CPU ratio | Redis commands / req |")
+print("| setup | requests/s | ratio to /health: median (per round) | p50 ms | p99 ms | CPU µs / req: server | Redis | wrk | CPU ratio | Redis commands / req |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for r in results:
     cmd = "-" if r["setup"] in ("health", "me-open", "me-memory", "me-memory-nocache", "me-oidc-rs256", "me-oidc-rs256-nocache") else "%.4f" % r["redis_commands_per_request"]
@@ -166,6 +200,16 @@ for r in results:
         ", ".join("%.2f" % x for x in r["ratio_to_health_per_round"]), r["p50_ms"], r["p99_ms"],
         r["server_cpu_us_per_request"], r["redis_cpu_us_per_request"], r["wrk_cpu_us_per_request"],
         r["cpu_ratio_to_health"], cmd))
+if instructions:
+    print()
+    print("Server instructions per request (user space, callgrind, %d requests per route, one tokio worker):" % next(iter(instructions.values()))["requests"])
+    print()
+    print("| setup | /health | /me | ratio |")
+    print("| --- | ---: | ---: | ---: |")
+    for r in results:
+        i = r.get("server_instructions")
+        if i:
+            print("| %s | %s | %s | %.2f |" % (r["label"], "{:,}".format(i["health"]), "{:,}".format(i["me"]), i["ratio_to_health"]))
 p, c = propagation["logout_start_to_refused_ms"], propagation["logout_confirmed_to_refused_ms"]
 print()
 print("Propagation, logout on B until A answers 401 (%d samples, HTTP): p50 %.2f ms, p99 %.2f ms, max %.2f ms;"

@@ -116,8 +116,13 @@ impl TokenCache {
 
     /// The verified claims of `token` if it is cached, and its hash either way.
     pub(crate) fn get(&self, token: &[u8]) -> (Option<Arc<Registered>>, Hash) {
-        let hash = self.hasher.hash_one(token);
         let epoch = self.epoch.load(Ordering::Acquire);
+        if token.len() > MAX_CACHED_TOKEN_LEN {
+            // Never cached (nor inserted: the hash is not used), and not worth hashing:
+            // such a header may be as long as the server lets it be.
+            return (None, Hash { hash: 0, epoch });
+        }
+        let hash = self.hasher.hash_one(token);
         let shard = self
             .shard(hash)
             .read()

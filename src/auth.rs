@@ -1,6 +1,6 @@
-//! The per-request decision, top to bottom: find the token, apply the cross-origin check,
-//! verify it (or find it verified before), ask the store whether it was revoked, and put
-//! the claims in the request.
+//! The per-request decision, top to bottom: find the token, ask the verified-token cache,
+//! apply the cross-origin check, verify the token (or judge a cached one's time rules),
+//! ask the store whether it was revoked, and put the claims in the request.
 //!
 //! Everything a request costs is here. [`JwtAuth::call`](crate::JwtAuth) acts on the
 //! [`Decision`]; the response future only finishes a store check that was not answered
@@ -75,19 +75,13 @@ impl<R: RevocationStore, F> Auth<R, F> {
             Ok(None) => return Decision::Reject(reasons::MISSING),
             Err(rejection) => return Decision::Reject(rejection),
         };
-        // The cache first, by the bytes as sent: a hit was verified before and the cache
-        // keeps only well-formed tokens, so only a miss has its syntax checked.
-        let lookup = self
-            .cache
-            .as_deref()
-            .map(|cache| cache.get(presented.bytes()));
-        let text = match lookup {
-            Some((Some(_), _)) => None,
-            _ => match presented.text() {
-                Ok(text) => Some(text),
-                Err(rejection) => return Decision::Reject(rejection),
-            },
+        // 2. Verified before? (Asked by the bytes as sent: the cache keeps only
+        // well-formed tokens, so only a miss has its syntax checked.)
+        let lookup = match self.lookup(presented) {
+            Ok(lookup) => lookup,
+            Err(rejection) => return Decision::Reject(rejection),
         };
+        // 3. A cookie rides along on other sites' requests: is this one ours?
         if presented.location() == TokenLocation::Cookie
             && let Err(rejection) = cross_origin::check(
                 req.method(),
@@ -98,11 +92,13 @@ impl<R: RevocationStore, F> Auth<R, F> {
         {
             return Decision::Reject(rejection);
         }
-        let claims = match self.verify::<C>(presented, lookup, text, may_wait) {
+        // 4. Is it a valid token? (On a hit, only the time rules again.)
+        let claims = match self.verify::<C>(presented, lookup, may_wait) {
             Ok(claims) => claims,
             Err(Refused::Reject(rejection)) => return Decision::Reject(rejection),
             Err(Refused::Wait(wait)) => return Decision::AwaitKeys(wait),
         };
+        // 5. Was it revoked? 6. Hand the claims to the inner service.
         match self.store.check(claims.token()) {
             Check::Ready(answer) => match store_answer(answer) {
                 Ok(()) => {
@@ -118,36 +114,43 @@ impl<R: RevocationStore, F> Auth<R, F> {
         }
     }
 
-    /// Verifies `token`, or finds it verified before and checks its time rules again.
-    /// The claims of `presented`: from the cache's `lookup` on a hit (the time rules
-    /// judged again), else verified from its `text` (checked by the caller on a miss)
-    /// and remembered.
+    /// What the cache knows of `presented`; on a miss (or without a cache), its text,
+    /// its syntax checked.
+    fn lookup<'a>(&self, presented: Presented<'a>) -> Result<Lookup<'a>, Rejection> {
+        let hash = match self
+            .cache
+            .as_deref()
+            .map(|cache| cache.get(presented.bytes()))
+        {
+            Some((Some(reg), hash)) => return Ok(Lookup::Hit(reg, hash)),
+            Some((None, hash)) => Some(hash),
+            None => None,
+        };
+        Ok(Lookup::Miss(presented.text()?, hash))
+    }
+
+    /// The claims of `presented`: from the cache on a hit, its time rules judged again;
+    /// else verified, and offered to the cache.
     fn verify<C>(
         &self,
         presented: Presented<'_>,
-        lookup: Option<(Option<Arc<Registered>>, CacheHash)>,
-        text: Option<&str>,
+        lookup: Lookup<'_>,
         may_wait: bool,
     ) -> Result<Claims<C>, Refused>
     where
         C: DeserializeOwned + Clone + Send + Sync + 'static,
     {
         let location = presented.location();
-        let hash = match lookup {
-            Some((Some(reg), hash)) => {
+        let (token, hash) = match lookup {
+            Lookup::Hit(reg, hash) => {
                 self.verifier.check_times(&reg)?;
                 if let Some(claims) = Claims::from_token(TokenInfo { reg, location }) {
                     return Ok(claims);
                 }
                 // Cached with other custom claims than `C`: verified afresh.
-                Some(hash)
+                (presented.text().map_err(Refused::Reject)?, Some(hash))
             }
-            Some((None, hash)) => Some(hash),
-            None => None,
-        };
-        let token = match text {
-            Some(text) => text,
-            None => presented.text().map_err(Refused::Reject)?,
+            Lookup::Miss(token, hash) => (token, hash),
         };
         let claims = self
             .verifier
@@ -158,6 +161,12 @@ impl<R: RevocationStore, F> Auth<R, F> {
         Ok(claims)
     }
 
+    /// The response for `rejection` of the request whose headers are `headers`, with the
+    /// rejection in its extensions.
+    ///
+    /// Only a refusal comes here, so what it costs (reading the `content-type` to answer
+    /// a gRPC call the gRPC way, the `tracing` event) is never paid by an accepted
+    /// request.
     pub(crate) fn respond<B>(&self, rejection: Rejection, headers: &HeaderMap) -> Response<B>
     where
         F: OnRejection<B>,
@@ -168,6 +177,16 @@ impl<R: RevocationStore, F> Auth<R, F> {
         response.extensions_mut().insert(rejection);
         response
     }
+}
+
+/// What the verified-token cache knows of a token.
+enum Lookup<'a> {
+    /// Verified before: its claims, and the hash to insert under should it be verified
+    /// again.
+    Hit(Arc<Registered>, CacheHash),
+    /// Not cached, or no cache: the token's text, its syntax checked, and the hash to
+    /// insert under when there is a cache.
+    Miss(&'a str, Option<CacheHash>),
 }
 
 /// `Ok` when the store's answer lets the request go on, else the rejection it calls for.

@@ -146,14 +146,18 @@ impl TokenCache {
     /// Remembers that `token` (whose lookup gave `hash`) verified to `claims`: from its
     /// second verification on, so that tokens seen once are never inserted.
     pub(crate) fn insert(&self, hash: Hash, token: &str, claims: &Arc<Registered>) {
-        // Only well-formed tokens: the layer skips the syntax check of a hit, which is
-        // byte for byte equal to one of these (a verified JWS is base64url and dots, so
-        // this refuses nothing that verified).
-        if token.len() > MAX_CACHED_TOKEN_LEN || !is_token68(token.as_bytes()) {
+        if token.len() > MAX_CACHED_TOKEN_LEN {
             return;
         }
         let Hash { hash, epoch } = hash;
         if !self.admit(hash) {
+            return;
+        }
+        // Only well-formed tokens: the layer skips the syntax check of a hit, which is
+        // byte for byte equal to one of these (a verified JWS is base64url and dots, so
+        // this refuses nothing that verified). Checked after the doorkeeper, so that a
+        // token seen once (every request of a stream of new tokens) is not scanned again.
+        if !is_token68(token.as_bytes()) {
             return;
         }
         let now = clock::now_secs();
@@ -300,5 +304,29 @@ mod tests {
             .count();
         assert_eq!(admitted, 0);
         assert!(!cache.admit(7 * slots + 1), "one try on an unused slot");
+    }
+
+    #[test]
+    fn only_token68_tokens_are_cached() {
+        let cache = TokenCache::new(100, 0);
+        let claims: Arc<Registered> = Arc::new(
+            serde_json::from_str(r#"{"sub":"u","exp":4000000000,"iat":1,"jti":"j"}"#)
+                .expect("claims"),
+        );
+        // Each token offered twice, as the doorkeeper admits on the second verification.
+        let cached = |token: &str| {
+            for _ in 0..2 {
+                let (_, hash) = cache.get(token.as_bytes());
+                cache.insert(hash, token, &claims);
+            }
+            cache.get(token.as_bytes()).0.is_some()
+        };
+        assert!(cached("aGVhZA.Ym9keQ.c2ln"));
+        assert!(!cached("aGVhZA.Ym9keQ c2ln"), "a blank is outside token68");
+        assert!(
+            !cached("aGVhZA.Ym9keQ.c2ln=x"),
+            "so is a byte after padding"
+        );
+        assert_eq!(cache.len(), 1);
     }
 }

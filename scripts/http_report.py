@@ -5,7 +5,7 @@ Markdown table of BENCHMARKS.md on stdout.
 
     http_report.py OUT THREADS CONNECTIONS DURATION ROUNDS LOAD_BEFORE LOAD_AFTER CLK_TCK
 """
-import json, os, re, statistics, sys, time
+import json, math, os, re, statistics, sys, time
 
 out, threads, conns, duration, rounds, load_before, load_after, clk_tck = sys.argv[1:9]
 tick_us = 1e6 / int(clk_tck)
@@ -56,6 +56,22 @@ runs = [line.rstrip("\n").split("\t") for line in open(os.path.join(out, "runs.t
 idle = next(r for r in runs if r[0] == "idle")
 idle_commands = int(idle[4]) - int(idle[3])
 
+def median_ci(xs):
+    """A distribution-free 95% confidence interval for the median of xs: the order
+    statistics x(k) and x(n+1-k), k the largest with P(Binomial(n, 1/2) < k) <= 0.025
+    (the whole range when there are too few values for one)."""
+    xs, n = sorted(xs), len(xs)
+    k, tail = 0, 0.0
+    while k < n // 2:
+        p = math.comb(n, k) / 2**n
+        if tail + p > 0.025:
+            break
+        tail += p
+        k += 1
+    k = max(k, 1)
+    return xs[k - 1], xs[n - k]
+
+
 def rounds_of(name):
     per_round = []
     for r in (r for r in runs if r[0] == name):
@@ -103,6 +119,8 @@ for name, label in SETUPS:
     result["health_rps_per_round"] = [round(h["rps"], 1) for _, h in pairs]
     result["ratio_to_health"] = round(statistics.median(ratios), 3)
     result["ratio_to_health_per_round"] = [round(x, 3) for x in ratios]
+    lo, hi = median_ci(ratios)
+    result["ratio_to_health_ci95"] = [round(lo, 3), round(hi, 3)]
     # The same ratio from CPU time per request: less sensitive to what else the machine
     # runs than requests/s are.
     result["cpu_ratio_to_health"] = round(statistics.median(cpu_ratios), 3)
@@ -191,13 +209,14 @@ svg.append("</svg>")
 open(os.path.join(out, "bench-http.svg"), "w").write("\n".join(svg) + "\n")
 
 # --- the table, for BENCHMARKS.md ---
-print("| setup | requests/s | ratio to /health: median (per round) | p50 ms | p99 ms | CPU µs / req: server | Redis | wrk | CPU ratio | Redis commands / req |")
+print("| setup | requests/s | ratio to /health: median [95% CI] (range) | p50 ms | p99 ms | CPU µs / req: server | Redis | wrk | CPU ratio | Redis commands / req |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for r in results:
     cmd = "-" if r["setup"] in ("health", "me-open", "me-memory", "me-memory-nocache", "me-oidc-rs256", "me-oidc-rs256-nocache") else "%.4f" % r["redis_commands_per_request"]
-    print("| %s | %s | %.2f (%s) | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s |" % (
+    print("| %s | %s | %.2f [%.2f–%.2f] (%.2f–%.2f) | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s |" % (
         r["label"], "{:,.0f}".format(r["rps"]), r["ratio_to_health"],
-        ", ".join("%.2f" % x for x in r["ratio_to_health_per_round"]), r["p50_ms"], r["p99_ms"],
+        *r["ratio_to_health_ci95"], min(r["ratio_to_health_per_round"]),
+        max(r["ratio_to_health_per_round"]), r["p50_ms"], r["p99_ms"],
         r["server_cpu_us_per_request"], r["redis_cpu_us_per_request"], r["wrk_cpu_us_per_request"],
         r["cpu_ratio_to_health"], cmd))
 if instructions:

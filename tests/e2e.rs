@@ -189,6 +189,48 @@ async fn unknown_paths_are_404_not_401() {
 }
 
 #[tokio::test]
+async fn a_protected_path_with_another_method_is_405_not_401() {
+    let server = start().await;
+    let alice = server.login("alice").await;
+    for (method, path) in [
+        (Method::POST, "/me"),
+        (Method::GET, "/logout"),
+        (Method::GET, "/logout-all"),
+    ] {
+        let reply = server
+            .send(server.request(method.clone(), path), Bytes::new())
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert!(
+            reply.header(header::WWW_AUTHENTICATE).is_none(),
+            "{method} {path}"
+        );
+        // The token is not what decides it either.
+        let reply = server.bearer(method.clone(), path, &alice.token).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+    }
+    // And the protected methods still ask for a token.
+    for (method, path) in [
+        (Method::GET, "/me"),
+        (Method::POST, "/logout"),
+        (Method::POST, "/logout-all"),
+    ] {
+        let reply = server
+            .send(server.request(method.clone(), path), Bytes::new())
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+    }
+}
+
+#[tokio::test]
 async fn the_page_is_self_contained_with_stable_ids() {
     let server = start().await;
     let reply = server.get("/").await;

@@ -3,11 +3,12 @@
 propagation.json): results.json, results.csv and the chart bench-http.svg in OUT, and the
 Markdown table of BENCHMARKS.md on stdout.
 
-    http_report.py OUT THREADS CONNECTIONS DURATION ROUNDS LOAD_BEFORE LOAD_AFTER CLK_TCK
+    http_report.py OUT THREADS CONNECTIONS DURATION ROUNDS LOAD_BEFORE LOAD_AFTER CLK_TCK \
+        ALT_DURATION PHASE_MS
 """
 import json, math, os, re, statistics, sys, time
 
-out, threads, conns, duration, rounds, load_before, load_after, clk_tck = sys.argv[1:9]
+out, threads, conns, duration, rounds, load_before, load_after, clk_tck, alt_duration, phase_ms = sys.argv[1:11]
 tick_us = 1e6 / int(clk_tck)
 threads, conns, duration, rounds = int(threads), int(conns), int(duration), int(rounds)
 
@@ -126,6 +127,40 @@ for name, label in SETUPS:
     result["cpu_ratio_to_health"] = round(statistics.median(cpu_ratios), 3)
     results.append(result)
 
+# The ratios from alternating phases (scripts/alternate.lua): `phase N A|B COUNT` lines;
+# the first and the last phase are cut short by the run, the rest pair up as (2k, 2k+1).
+def alternating(name):
+    counts = {}
+    for line in open(os.path.join(out, "alternate", name + ".txt")):
+        f = line.split()
+        if len(f) == 4 and f[0] == "phase":
+            counts[int(f[1])] = (f[2], int(f[3]))
+    if len(counts) < 4:
+        sys.exit("alternate %s: %d phases" % (name, len(counts)))
+    first, last = min(counts), max(counts)
+    ratios, sums = [], {"A": 0, "B": 0}
+    for p in range(first + 1, last):
+        q = p + 1 if p % 2 == 0 else p - 1
+        if p % 2 == 0 and first < q < last and q in counts:
+            (kp, np_), (kq, nq) = counts[p], counts[q]
+            a, b = (np_, nq) if kp == "A" else (nq, np_)
+            if a == 0:
+                sys.exit("alternate %s: no /health requests in a phase" % name)
+            ratios.append(b / a)
+            sums["A"] += a
+            sums["B"] += b
+    lo, hi = median_ci(ratios)
+    return {
+        "pairs": len(ratios),
+        "ratio_to_health": round(statistics.median(ratios), 3),
+        "ratio_to_health_ci95": [round(lo, 3), round(hi, 3)],
+        "ratio_of_sums": round(sums["B"] / sums["A"], 3),
+        "ratio_sd": round(statistics.stdev(ratios), 3),
+    }
+
+for r in results:
+    r["alternating"] = alternating(r["setup"])
+
 # Instructions per request under callgrind (the server's user space; /health and /me on
 # one process): deterministic, so they show what a change costs whatever the machine does.
 instructions = {}
@@ -153,6 +188,7 @@ machine = {
 doc = {
     "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     "wrk": {"threads": threads, "connections": conns, "duration_s": duration, "rounds": rounds},
+    "alternating": {"duration_s": int(alt_duration), "phase_ms": int(phase_ms)},
     "machine": machine,
     "idle_redis_commands_per_run": idle_commands,
     "setups": results,
@@ -174,7 +210,7 @@ cx, cw = 910, 190          # CPU per request panel
 esc = lambda s: s.replace("&", "&amp;").replace("<", "&lt;")
 svg = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="13">' % (W, H, W, H),
        '<rect width="100%" height="100%" fill="white"/>',
-       '<text x="12" y="24" font-size="16" font-weight="bold">tower-jwt-auth example server under wrk (median of %d rounds; ratios within pairs of runs beside /health)</text>' % rounds,
+       '<text x="12" y="24" font-size="16" font-weight="bold">tower-jwt-auth example server under wrk (ratio to /health: median of %d pairs of runs; in parentheses, of pairs of %s ms phases)</text>' % (rounds, phase_ms),
        '<text x="12" y="44" fill="#555">wrk -t%d -c%d -d%ds --latency, loopback, %d cores shared by wrk, servers and Redis; load %s</text>' % (threads, conns, duration, machine["nproc"], esc(load_before)),
        '<text x="%d" y="%d" font-weight="bold">requests/s (ratio to /health)</text>' % (lx, top - 10),
        '<text x="%d" y="%d" font-weight="bold">latency, ms: p50 <tspan fill="#4c78a8">&#9632;</tspan> p99 <tspan fill="#f58518">&#9632;</tspan></text>' % (rx, top - 10),
@@ -189,7 +225,7 @@ for i, r in enumerate(results):
     bw = lw * r["rps"] / max_rps
     svg.append('<rect x="%d" y="%d" width="%.1f" height="26" fill="%s"/>' % (lx, y + 6, bw, colors[r["setup"]]))
     svg.append('<text x="%.1f" y="%d" fill="white" text-anchor="end">%s</text>' % (lx + bw - 4, y + 24, "{:,.0f}".format(r["rps"])))
-    svg.append('<text x="%.1f" y="%d">%.2fx</text>' % (lx + bw + 4, y + 24, r["ratio_to_health"]))
+    svg.append('<text x="%.1f" y="%d">%.2fx <tspan fill="#555" font-size="11">(phases %.2f)</tspan></text>' % (lx + bw + 4, y + 24, r["ratio_to_health"], r["alternating"]["ratio_to_health"]))
     for j, (k, c) in enumerate((("p50_ms", "#4c78a8"), ("p99_ms", "#f58518"))):
         lw2 = rw * r[k] / max_lat
         svg.append('<rect x="%d" y="%d" width="%.1f" height="12" fill="%s"/>' % (rx, y + 6 + j * 14, lw2, c))
@@ -219,6 +255,14 @@ for r in results:
         max(r["ratio_to_health_per_round"]), r["p50_ms"], r["p99_ms"],
         r["server_cpu_us_per_request"], r["redis_cpu_us_per_request"], r["wrk_cpu_us_per_request"],
         r["cpu_ratio_to_health"], cmd))
+print()
+print("The same ratios from one run per setup alternating /health and the setup's request in phases of %s ms (%s s, pairs of neighbouring phases in the order A B B A; the health row alternates /health with itself):" % (phase_ms, alt_duration))
+print()
+print("| setup | ratio to /health: median [95% CI] | ratio of the sums | pairs | sd of a pair |")
+print("| --- | ---: | ---: | ---: | ---: |")
+for r in results:
+    a = r["alternating"]
+    print("| %s | %.3f [%.3f–%.3f] | %.3f | %d | %.3f |" % (r["label"], a["ratio_to_health"], *a["ratio_to_health_ci95"], a["ratio_of_sums"], a["pairs"], a["ratio_sd"]))
 if instructions:
     print()
     print("Server instructions per request (user space, callgrind, %d requests per route, one tokio worker):" % next(iter(instructions.values()))["requests"])

@@ -65,7 +65,7 @@ function request()
   return requests[kind(phase)]
 end
 
-function done(summary, latency, requests)
+function done()
   local total = {}
   for _, thread in ipairs(threads) do
     for phase, n in pairs(thread:get("counts")) do

@@ -87,7 +87,7 @@ print("```")
 print("\n## HTTP (scripts/bench-http)\n")
 print("```")
 print("\n".join(l for l in open(os.path.join(out, "bench-http.log")) .read().splitlines()
-                if l.startswith("|") or l.startswith("Propagation") or l.startswith("Idle") or l.startswith("Load")))
+                if l.startswith("|") or l.startswith("The same ratios") or l.startswith("Propagation") or l.startswith("Idle") or l.startswith("Load")))
 print("```")
 
 print("\n## Durations\n")

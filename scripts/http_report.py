@@ -139,11 +139,10 @@ def alternating(name):
         sys.exit("alternate %s: %d phases" % (name, len(counts)))
     first, last = min(counts), max(counts)
     ratios, sums = [], {"A": 0, "B": 0}
-    for p in range(first + 1, last):
-        q = p + 1 if p % 2 == 0 else p - 1
-        if p % 2 == 0 and first < q < last and q in counts:
-            (kp, np_), (kq, nq) = counts[p], counts[q]
-            a, b = (np_, nq) if kp == "A" else (nq, np_)
+    for p in range(first + 1 + (first + 1) % 2, last - 1, 2):
+        if p in counts and p + 1 in counts:
+            by_kind = dict((counts[p], counts[p + 1]))
+            a, b = by_kind["A"], by_kind["B"]
             if a == 0:
                 sys.exit("alternate %s: no /health requests in a phase" % name)
             ratios.append(b / a)

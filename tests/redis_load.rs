@@ -16,12 +16,13 @@ use tower_jwt_auth::{
 };
 
 /// Fills the denylist server-side (a script per 100 000 entries), as `n` logouts would:
-/// entry `i` is issuer `iss`'s token `jti-<i>` expiring at `exp`, encoded as the store
-/// does (`<exp>.+3:issjti-<i>`), kept until `keep_until + i % spread`.
+/// entry `i` is issuer `iss`'s token `jti-<i>` expiring at `exp + i % spread`, encoded as
+/// the store does (`<exp>.+3:issjti-<i>`), kept until `keep_until + i % spread`.
 fn fill(server: &RedisServer, prefix: &str, n: u64, exp: u64, keep_until: u64, spread: u64) {
     const FILL: &str = "for i = tonumber(ARGV[1]), tonumber(ARGV[2]) do \
-        redis.call('ZADD', KEYS[1], tonumber(ARGV[3]) + i % tonumber(ARGV[4]), \
-            ARGV[5] .. '.+3:issjti-' .. i) \
+        local offset = i % tonumber(ARGV[4]) \
+        redis.call('ZADD', KEYS[1], tonumber(ARGV[3]) + offset, \
+            string.format('%d', tonumber(ARGV[5]) + offset) .. '.+3:issjti-' .. i) \
         end return 1";
     let key = format!("{prefix}denylist");
     let mut start = 0;
@@ -61,7 +62,8 @@ fn entries() -> u64 {
         .unwrap_or(100_000)
 }
 
-/// Loads `n` revocations kept `spread` distinct seconds apart; returns the time taken.
+/// Loads `n` revocations expiring (and kept) over `spread` distinct seconds; returns the
+/// time taken.
 async fn load(n: u64, spread: u64) -> Duration {
     let server = RedisServer::start_with(&["--appendonly", "no"]);
     let prefix = "load:";
@@ -84,7 +86,7 @@ async fn load(n: u64, spread: u64) -> Duration {
     assert_eq!(store.mirror_len().0, n);
     for i in (0..n).step_by(9_973).chain([n - 1]) {
         assert!(
-            revoked(&store, &format!("jti-{i}"), exp),
+            revoked(&store, &format!("jti-{i}"), exp + i % spread),
             "jti-{i} was not loaded"
         );
     }

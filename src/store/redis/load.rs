@@ -188,6 +188,10 @@ async fn load_hash(
     }
 }
 
+/// Reads one loaded (member, value) pair as a mirror entry, `None` if this store did not
+/// write it.
+type ParsePair = for<'a> fn(&'a [u8], &'a [u8]) -> Option<Entry<'a>>;
+
 /// A page of loaded (member, score or value) pairs, flattened, for the filler thread.
 enum Batch {
     /// Denylist members and their `keep_until` scores.
@@ -200,39 +204,40 @@ enum Batch {
 
 impl Batch {
     /// Applies the pairs to the mirror and returns how many there were; a pair this
-    /// store did not write is skipped (and not counted).
+    /// store did not write is skipped (and not counted). Tokens go in as one batch (one
+    /// mirror write per `exp` second among them), cutoffs and sessions one by one.
     fn apply(&self, shared: &Shared) -> u64 {
-        let (Self::Tokens(items) | Self::Cutoffs(items) | Self::Sessions(items)) = self;
+        let (items, entry): (_, ParsePair) = match self {
+            Self::Tokens(items) => {
+                let tokens: Vec<RevokedToken<'_>> = items
+                    .chunks_exact(2)
+                    .filter_map(|pair| {
+                        let (exp, iss, jti) = keys::parse_token_member(bytes(&pair[0])?)?;
+                        Some(RevokedToken::new(iss, jti, exp, score(&pair[1])?))
+                    })
+                    .collect();
+                shared.apply_tokens(&tokens);
+                return tokens.len() as u64;
+            }
+            Self::Cutoffs(items) => (items, |member, value| {
+                let (iss, id) = keys::parse_member(member)?;
+                let (cutoff, keep) = parse_cutoff(value)?;
+                Some(Entry::Cutoff(SubjectCutoff::new(iss, id, cutoff, keep)))
+            }),
+            Self::Sessions(items) => (items, |member, value| {
+                let (iss, sid) = keys::parse_member(member)?;
+                let (ended, keep) = parse_cutoff(value)?;
+                Some(Entry::Session(RevokedSession::new(iss, sid, ended, keep)))
+            }),
+        };
         let mut applied = 0;
         for pair in items.chunks_exact(2) {
-            let Some(member) = bytes(&pair[0]) else {
-                continue;
-            };
-            match self {
-                Self::Tokens(_) => {
-                    if let Some((exp, iss, jti)) = keys::parse_token_member(member)
-                        && let Some(keep) = score(&pair[1])
-                    {
-                        shared.apply(&Entry::Token(RevokedToken::new(iss, jti, exp, keep)));
-                        applied += 1;
-                    }
-                }
-                Self::Cutoffs(_) => {
-                    if let Some((iss, id)) = keys::parse_member(member)
-                        && let Some((cutoff, keep)) = bytes(&pair[1]).and_then(parse_cutoff)
-                    {
-                        shared.apply(&Entry::Cutoff(SubjectCutoff::new(iss, id, cutoff, keep)));
-                        applied += 1;
-                    }
-                }
-                Self::Sessions(_) => {
-                    if let Some((iss, sid)) = keys::parse_member(member)
-                        && let Some((ended, keep)) = bytes(&pair[1]).and_then(parse_cutoff)
-                    {
-                        shared.apply(&Entry::Session(RevokedSession::new(iss, sid, ended, keep)));
-                        applied += 1;
-                    }
-                }
+            if let Some(e) = bytes(&pair[0])
+                .zip(bytes(&pair[1]))
+                .and_then(|(m, v)| entry(m, v))
+            {
+                shared.apply(&e);
+                applied += 1;
             }
         }
         applied

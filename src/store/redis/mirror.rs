@@ -189,6 +189,38 @@ impl Shared {
         self.record(entry, Some(acceptance));
     }
 
+    /// Applies many revoked tokens at once, as [`apply`](Self::apply) would one by one
+    /// (a load's page): the mirror takes them with one write per `exp` second.
+    pub(super) fn apply_tokens(&self, tokens: &[RevokedToken<'_>]) {
+        let Some(acceptance) = self.mirror.acceptance() else {
+            let now = clock::now_secs();
+            if tokens.iter().all(|t| t.keep_until() > now) {
+                self.mirror.insert_tokens(tokens);
+                return;
+            }
+            // Maybe needed by rules not known yet.
+            let mut live = Vec::with_capacity(tokens.len());
+            for &token in tokens {
+                if token.keep_until() <= now {
+                    push_bounded(&self.parked, Owned::of(&Entry::Token(token)));
+                } else {
+                    live.push(token);
+                }
+            }
+            self.mirror.insert_tokens(&live);
+            return;
+        };
+        self.mirror.insert_tokens(tokens);
+        for token in tokens {
+            if acceptance.token_needed_until(token.expires_at()) > token.keep_until() {
+                push_bounded(
+                    &self.owed,
+                    Owned::of(&Entry::Token(self.widened_token(token))),
+                );
+            }
+        }
+    }
+
     fn record(&self, entry: &Entry<'_>, acceptance: Option<Acceptance>) {
         match entry {
             Entry::Token(token) => {
@@ -404,4 +436,69 @@ pub(super) struct Counters {
     pub(super) reconnects: u64,
     pub(super) entries_applied: u64,
     pub(super) feed_lag: Option<Duration>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tokens a list owes or parks, as (jti, exp, keep_until), in order.
+    fn tokens_of(list: &[Owned]) -> Vec<(String, u64, u64)> {
+        list.iter()
+            .filter_map(|owned| match owned.entry() {
+                Entry::Token(t) => Some((t.jti().to_owned(), t.expires_at(), t.keep_until())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn statuses(shared: &Shared, n: u64) -> Vec<RevocationStatus> {
+        (0..4)
+            .map(|i| shared.status(&TokenInfo::new(None, "s", &format!("j{i}"), n - 60, n + i)))
+            .collect()
+    }
+
+    /// A load's batch parks, stores and owes exactly what applying its tokens one by
+    /// one does, before any layer told its rules and after.
+    #[test]
+    fn a_batch_applies_as_its_tokens_one_by_one() {
+        let n = clock::now_secs();
+        let jtis: Vec<String> = (0..4).map(|i| format!("j{i}")).collect();
+        // j0, j1: past their keep_until (parked until the rules are known); j2, j3: kept
+        // until exp + 1, shorter than a 30 s leeway needs (owed a longer retention).
+        let tokens: Vec<RevokedToken<'_>> = (0..4u64)
+            .map(|i| {
+                let keep = if i < 2 { n - 1 } else { n + i + 1 };
+                RevokedToken::new(None, &jtis[i as usize], n + i, keep)
+            })
+            .collect();
+        let rules = Acceptance::new(Duration::from_secs(30), Duration::from_secs(600));
+        for told_first in [false, true] {
+            let (one, batch) = (Shared::new(), Shared::new());
+            if told_first {
+                one.retain_for(&rules);
+                batch.retain_for(&rules);
+            }
+            for token in &tokens {
+                one.apply(&Entry::Token(*token));
+            }
+            batch.apply_tokens(&tokens);
+            let parked = |s: &Shared| tokens_of(&s.parked.lock().unwrap());
+            assert_eq!(parked(&one), parked(&batch));
+            assert_eq!(parked(&batch).len(), if told_first { 0 } else { 2 });
+            assert_eq!(statuses(&one, n), statuses(&batch, n));
+            if !told_first {
+                one.retain_for(&rules);
+                batch.retain_for(&rules);
+            }
+            assert_eq!(statuses(&batch, n), vec![RevocationStatus::Revoked; 4]);
+            assert_eq!(statuses(&one, n), statuses(&batch, n));
+            let owed = tokens_of(&batch.take_owed());
+            assert_eq!(tokens_of(&one.take_owed()), owed);
+            // Told first, every token is owed exp + 30; told after, the parked ones
+            // (applied then) are.
+            let expected = if told_first { 4 } else { 2 };
+            assert_eq!(owed.len(), expected, "{owed:?}");
+        }
+    }
 }

@@ -3,7 +3,7 @@
 --
 -- The machine's speed drifts by tens of percent from one second to the next, so two runs
 -- of a second each, side by side, still differ by that much. Here the phases are
--- PHASE_MS long (200 ms by default) and come in the order A B B A (A is /health, B the
+-- PHASE_MS long (50 ms by default) and come in the order A B B A (A is /health, B the
 -- request under test); a pair is two neighbouring phases, so each order comes equally
 -- often. Each thread counts the requests it sends from GUARD_MS (10 ms) into a phase to
 -- its end: by then every connection's request in flight is of the phase's kind, and in a
@@ -22,7 +22,7 @@ ffi.cdef([[
 ]])
 local CLOCK_MONOTONIC = 1
 local now = ffi.new("alternate_timespec")
-local PHASE_MS = tonumber(os.getenv("PHASE_MS") or "200")
+local PHASE_MS = tonumber(os.getenv("PHASE_MS") or "50")
 local GUARD_MS = tonumber(os.getenv("GUARD_MS") or "10")
 
 local threads = {}

@@ -2,8 +2,8 @@
 //! and whenever the feed can no longer be caught up from.
 //!
 //! [`resync`] notes the feed's newest id, then reads the denylist and the cutoffs while
-//! a blocking thread fills the mirror (a million entries take seconds to insert; the
-//! reads overlap with that). Anything written during the load is seen by the load or by
+//! a blocking thread fills the mirror, a page of tokens at a time (the reads overlap
+//! with that). Anything written during the load is seen by the load or by
 //! the feed read on from the noted id, or both (applying an entry twice changes nothing).
 
 use std::sync::Arc;

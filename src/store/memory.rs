@@ -703,6 +703,7 @@ impl MemoryStore {
     /// by one, with one upsert and one write lock per `exp` second among them instead of
     /// one of each per token: a load of a million revocations spends most of its time
     /// in these. Entries no longer needed are not stored.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn insert_tokens(&self, tokens: &[RevokedToken<'_>]) {
         let inner = &*self.inner;
         let now = SystemTime::now();

@@ -195,7 +195,7 @@ impl Shared {
         let Some(acceptance) = self.mirror.acceptance() else {
             let now = clock::now_secs();
             if tokens.iter().all(|t| t.keep_until() > now) {
-                self.mirror.insert_tokens(tokens);
+                self.record_tokens(tokens, None);
                 return;
             }
             // Maybe needed by rules not known yet.
@@ -207,12 +207,21 @@ impl Shared {
                     live.push(token);
                 }
             }
-            self.mirror.insert_tokens(&live);
+            self.record_tokens(&live, None);
             return;
         };
+        self.record_tokens(tokens, Some(acceptance));
+    }
+
+    /// Puts `tokens` into the mirror and notes the longer retention owed for those that
+    /// this instance's rules need kept longer than they were recorded for.
+    fn record_tokens(&self, tokens: &[RevokedToken<'_>], acceptance: Option<Acceptance>) {
         self.mirror.insert_tokens(tokens);
+        let Some(a) = acceptance else {
+            return;
+        };
         for token in tokens {
-            if acceptance.token_needed_until(token.expires_at()) > token.keep_until() {
+            if a.token_needed_until(token.expires_at()) > token.keep_until() {
                 push_bounded(
                     &self.owed,
                     Owned::of(&Entry::Token(self.widened_token(token))),
@@ -223,17 +232,7 @@ impl Shared {
 
     fn record(&self, entry: &Entry<'_>, acceptance: Option<Acceptance>) {
         match entry {
-            Entry::Token(token) => {
-                self.mirror.insert_token(token);
-                if let Some(a) = acceptance
-                    && a.token_needed_until(token.expires_at()) > token.keep_until()
-                {
-                    push_bounded(
-                        &self.owed,
-                        Owned::of(&Entry::Token(self.widened_token(token))),
-                    );
-                }
-            }
+            Entry::Token(token) => self.record_tokens(std::slice::from_ref(token), acceptance),
             Entry::Cutoff(cutoff) => {
                 let taken = self.mirror.insert_cutoff(cutoff);
                 if taken < cutoff.cutoff_micros() {

@@ -20,15 +20,25 @@
 //!   expired one never is). Memory never grows past the capacity, and hits never wait
 //!   for an insertion in another shard.
 //!
+//! - **Per thread**: each thread keeps the last few entries it found in a small table of
+//!   its own ([`FRONT_SLOTS`] slots, weak references), asked first. A repeat of a token on
+//!   the same thread writes nothing shared: a shard's read lock writes its lock word,
+//!   and with every worker thread taking the same lock for a busy token that word moves
+//!   between cores on each request (BENCHMARKS.md has what it cost over HTTP). An entry
+//!   there is still the shared entry: the key compared byte for byte, answered only at
+//!   the epoch it was found at, and gone with the shared entry (a weak reference keeps
+//!   nothing alive), so the bound and every check below hold as without it.
+//!
 //! Reads take a shard's read lock for a probe and a reference-count bump; nothing is
 //! held across I/O. The structure is written here rather than taken from moka: moka's
 //! per-read bookkeeping and per-insert timer made a hit cost a third of an HS256
 //! verification and a new token four times one (BENCHMARKS.md has the figures).
 
+use std::cell::RefCell;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
@@ -44,8 +54,43 @@ pub(crate) const MAX_CACHED_TOKEN_LEN: usize = 2048;
 /// How many fingerprints the doorkeeper holds, per cache slot (at least 1024 in all).
 const DOORKEEPER_PER_SLOT: usize = 2;
 
+/// How many entries each thread keeps of its own (a power of two): the tokens of its
+/// busiest clients. Each is four words and a weak reference.
+pub(crate) const FRONT_SLOTS: usize = 8;
+
+/// Tells caches apart in the threads' tables, which every cache of the process shares.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's recent finds, in every cache, by the token's hash.
+    static FRONT: RefCell<[Front; FRONT_SLOTS]> =
+        const { RefCell::new([const { Front::EMPTY }; FRONT_SLOTS]) };
+}
+
+/// A thread's reference to a shared entry it found.
+struct Front {
+    /// The cache it was found in ([`TokenCache::id`]; 0 for none).
+    cache: u64,
+    /// That cache's epoch when it was found: after a [`clear`](TokenCache::clear) it is
+    /// never answered again.
+    epoch: u64,
+    hash: u64,
+    entry: Weak<Entry>,
+}
+
+impl Front {
+    const EMPTY: Self = Self {
+        cache: 0,
+        epoch: 0,
+        hash: 0,
+        entry: Weak::new(),
+    };
+}
+
 /// Verified tokens by their full text.
 pub(crate) struct TokenCache {
+    /// This cache among the process's, for the threads' tables.
+    id: u64,
     hasher: RandomState,
     shards: Box<[RwLock<Shard>]>,
     /// Fingerprints of tokens verified once and not cached yet.
@@ -75,10 +120,28 @@ struct Shard {
 
 struct Slot {
     hash: u64,
+    /// The only strong reference: the threads' tables hold weak ones, so replacing the
+    /// slot frees the entry.
+    entry: Arc<Entry>,
+}
+
+/// A verified token and what verifying it gave.
+struct Entry {
     token: Box<str>,
     claims: Arc<Registered>,
     /// Hit since the hand last passed.
     referenced: AtomicBool,
+}
+
+impl Entry {
+    /// Marks a hit for the CLOCK hand (a store only when the hand has cleared it, so a
+    /// busy entry's line is not written on every hit).
+    fn hit(&self) -> Arc<Registered> {
+        if !self.referenced.load(Ordering::Relaxed) {
+            self.referenced.store(true, Ordering::Relaxed);
+        }
+        Arc::clone(&self.claims)
+    }
 }
 
 impl TokenCache {
@@ -91,6 +154,7 @@ impl TokenCache {
             .saturating_mul(DOORKEEPER_PER_SLOT)
             .clamp(1024, 1 << 22);
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             hasher: RandomState::default(),
             shards: (0..shards)
                 .map(|_| {
@@ -123,24 +187,68 @@ impl TokenCache {
             return (None, Hash { hash: 0, epoch });
         }
         let hash = self.hasher.hash_one(token);
-        let shard = self
-            .shard(hash)
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        let found = shard
-            .table
-            .find(hash, |&i| {
-                let slot = &shard.slots[i as usize];
-                slot.hash == hash && slot.token.as_bytes() == token
-            })
-            .map(|&i| {
-                let slot = &shard.slots[i as usize];
-                if !slot.referenced.load(Ordering::Relaxed) {
-                    slot.referenced.store(true, Ordering::Relaxed);
+        let key = Hash { hash, epoch };
+        let front = self.front_slot(hash);
+        if let Some(claims) = self.front_get(front, key, token) {
+            return (Some(claims), key);
+        }
+        let entry = {
+            let shard = self
+                .shard(hash)
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            shard
+                .table
+                .find(hash, |&i| {
+                    let slot = &shard.slots[i as usize];
+                    slot.hash == hash && slot.entry.token.as_bytes() == token
+                })
+                .map(|&i| Arc::clone(&shard.slots[i as usize].entry))
+        };
+        let found = entry.map(|entry| {
+            self.front_put(front, key, &entry);
+            entry.hit()
+        });
+        (found, key)
+    }
+
+    /// The slot of this thread's table for `hash` in this cache.
+    fn front_slot(&self, hash: u64) -> usize {
+        // Mixed with the cache's id, so that one token in two caches (two layers with one
+        // key) does not make them take each other's slot.
+        ((hash ^ self.id.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as usize) & (FRONT_SLOTS - 1)
+    }
+
+    /// The claims of `token` from this thread's table: found in this cache at the
+    /// current epoch, still in the cache, and equal byte for byte.
+    fn front_get(&self, slot: usize, key: Hash, token: &[u8]) -> Option<Arc<Registered>> {
+        FRONT
+            .try_with(|front| {
+                let front = front.try_borrow().ok()?;
+                let f = &front[slot];
+                if f.cache != self.id || f.hash != key.hash || f.epoch != key.epoch {
+                    return None;
                 }
-                Arc::clone(&slot.claims)
-            });
-        (found, Hash { hash, epoch })
+                let entry = f.entry.upgrade()?;
+                (entry.token.as_bytes() == token).then(|| entry.hit())
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Remembers in this thread's table that `entry` was found at `key`.
+    fn front_put(&self, slot: usize, key: Hash, entry: &Arc<Entry>) {
+        // Never fails but while the thread exits, when there is nothing to remember for.
+        let _ = FRONT.try_with(|front| {
+            if let Ok(mut front) = front.try_borrow_mut() {
+                front[slot] = Front {
+                    cache: self.id,
+                    epoch: key.epoch,
+                    hash: key.hash,
+                    entry: Arc::downgrade(entry),
+                };
+            }
+        });
     }
 
     /// Remembers that `token` (whose lookup gave `hash`) verified to `claims`: from its
@@ -179,16 +287,18 @@ impl TokenCache {
         } = shard;
         let same = |i: &u32| {
             let slot = &slots[*i as usize];
-            slot.hash == hash && *slot.token == *token
+            slot.hash == hash && *slot.entry.token == *token
         };
         if table.find(hash, same).is_some() {
             return; // Another request inserted it meanwhile.
         }
         let slot = Slot {
             hash,
-            token: token.into(),
-            claims: Arc::clone(claims),
-            referenced: AtomicBool::new(false),
+            entry: Arc::new(Entry {
+                token: token.into(),
+                claims: Arc::clone(claims),
+                referenced: AtomicBool::new(false),
+            }),
         };
         let index = if slots.len() < *capacity {
             slots.push(slot);
@@ -197,7 +307,7 @@ impl TokenCache {
             // CLOCK: spare each referenced, unexpired slot once; within two laps the
             // hand finds one to replace.
             let victim = loop {
-                let candidate = &slots[*hand];
+                let candidate = &slots[*hand].entry;
                 let usable = candidate.claims.exp.nearest.saturating_add(self.leeway) >= now;
                 if usable && candidate.referenced.swap(false, Ordering::Relaxed) {
                     *hand = (*hand + 1) % slots.len();
@@ -304,6 +414,114 @@ mod tests {
             .count();
         assert_eq!(admitted, 0);
         assert!(!cache.admit(7 * slots + 1), "one try on an unused slot");
+    }
+
+    fn claims() -> Arc<Registered> {
+        Arc::new(
+            serde_json::from_str(r#"{"sub":"u","exp":4000000000,"iat":1,"jti":"j"}"#)
+                .expect("claims"),
+        )
+    }
+
+    /// Offers `token` until the doorkeeper lets it in, and asks for it once, so that this
+    /// thread's table holds it.
+    fn cache_and_hit(cache: &TokenCache, token: &str, claims: &Arc<Registered>) {
+        for _ in 0..2 {
+            let (_, hash) = cache.get(token.as_bytes());
+            cache.insert(hash, token, claims);
+        }
+        assert!(cache.get(token.as_bytes()).0.is_some(), "{token} is cached");
+    }
+
+    #[test]
+    fn the_threads_table_answers_nothing_after_a_clear() {
+        let cache = TokenCache::new(100, 0);
+        let claims = claims();
+        cache_and_hit(&cache, "aGVhZA.Ym9keQ.c2ln", &claims);
+        // A request that found the entry just before the clear still holds it: the
+        // table's weak reference would still reach it, so the epoch must refuse it.
+        let held = {
+            let shard = cache.shards.iter().find_map(|s| {
+                let s = s.read().unwrap();
+                s.slots.first().map(|slot| Arc::clone(&slot.entry))
+            });
+            shard.expect("one entry")
+        };
+        cache.clear();
+        assert!(cache.get(b"aGVhZA.Ym9keQ.c2ln").0.is_none());
+        drop(held);
+        assert_eq!(Arc::strong_count(&claims), 1, "nothing holds the claims");
+    }
+
+    #[test]
+    fn the_threads_table_answers_nothing_the_cache_replaced() {
+        // One slot: a second token replaces the first.
+        let cache = TokenCache::new(1, 0);
+        let (a, b) = (claims(), claims());
+        cache_and_hit(&cache, "YQ.YQ.YQ", &a);
+        for _ in 0..2 {
+            let (_, hash) = cache.get(b"Yg.Yg.Yg");
+            cache.insert(hash, "Yg.Yg.Yg", &b);
+        }
+        assert_eq!(cache.len(), 1);
+        assert!(
+            cache.get(b"YQ.YQ.YQ").0.is_none(),
+            "replaced, so not answered"
+        );
+        // The thread's weak reference kept nothing of the replaced entry alive.
+        assert_eq!(Arc::strong_count(&a), 1);
+        let hit = cache.get(b"Yg.Yg.Yg").0.expect("the new token is cached");
+        assert!(Arc::ptr_eq(&hit, &b));
+    }
+
+    #[test]
+    fn the_threads_table_answers_each_cache_for_itself() {
+        let (one, two) = (TokenCache::new(100, 0), TokenCache::new(100, 0));
+        let claims = claims();
+        cache_and_hit(&one, "aGVhZA.Ym9keQ.c2ln", &claims);
+        assert!(two.get(b"aGVhZA.Ym9keQ.c2ln").0.is_none());
+        let (found, key) = one.get(b"aGVhZA.Ym9keQ.c2ln");
+        assert!(found.is_some());
+        // Even asked at the very slot and hash `one` filed it under (as two caches whose
+        // hashes of a token collided would), `two` is not answered from it.
+        let slot = one.front_slot(key.hash);
+        assert!(two.front_get(slot, key, b"aGVhZA.Ym9keQ.c2ln").is_none());
+        assert!(one.front_get(slot, key, b"aGVhZA.Ym9keQ.c2ln").is_some());
+    }
+
+    #[test]
+    fn the_threads_table_compares_every_byte() {
+        let cache = TokenCache::new(100, 0);
+        let claims = claims();
+        let token = "aGVhZA.Ym9keQ.c2ln";
+        cache_and_hit(&cache, token, &claims);
+        for i in 0..token.len() {
+            let mut other = token.as_bytes().to_vec();
+            other[i] ^= 1;
+            assert!(cache.get(&other).0.is_none(), "byte {i} changed");
+            assert!(cache.get(&other[..i]).0.is_none(), "cut at {i}");
+        }
+        let (found, key) = cache.get(token.as_bytes());
+        assert!(found.is_some());
+        // Under the token's own hash (as a colliding token would be), other bytes are
+        // not answered.
+        let slot = cache.front_slot(key.hash);
+        assert!(cache.front_get(slot, key, b"aGVhZA.Ym9keQ.c2lm").is_none());
+        assert!(cache.front_get(slot, key, token.as_bytes()).is_some());
+    }
+
+    #[test]
+    fn another_thread_finds_what_this_one_cached() {
+        let cache = TokenCache::new(100, 0);
+        let claims = claims();
+        cache_and_hit(&cache, "aGVhZA.Ym9keQ.c2ln", &claims);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let hit = cache.get(b"aGVhZA.Ym9keQ.c2ln").0;
+                assert!(hit.is_some_and(|hit| Arc::ptr_eq(&hit, &claims)));
+            });
+        });
+        assert!(cache.get(b"aGVhZA.Ym9keQ.c2ln").0.is_some());
     }
 
     #[test]

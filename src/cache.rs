@@ -26,8 +26,9 @@
 //!   and with every worker thread taking the same lock for a busy token that word moves
 //!   between cores on each request (BENCHMARKS.md has what it cost over HTTP). An entry
 //!   there is still the shared entry: the key compared byte for byte, answered only at
-//!   the epoch it was found at, and gone with the shared entry (a weak reference keeps
-//!   nothing alive), so the bound and every check below hold as without it.
+//!   the epoch it was found at, and gone with the shared entry: a weak reference keeps
+//!   neither the token nor its claims alive, only the entry's few-word allocation until
+//!   the thread's slot is reused. The bound and every check below hold as without it.
 //!
 //! Reads take a shard's read lock for a probe and a reference-count bump; nothing is
 //! held across I/O. The structure is written here rather than taken from moka: moka's

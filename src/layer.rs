@@ -354,7 +354,7 @@ impl<R, C, F> JwtAuthLayerBuilder<R, C, F> {
     /// length plus its claims per entry ([BENCHMARKS.md] has the measured figures).
     /// Each thread also keeps weak references to the last few entries it found, so a
     /// client's repeat served on the same thread takes no shared lock; they keep no
-    /// entry alive and are answered only while the entry is in the cache.
+    /// token or claims alive and are answered only while the entry is in the cache.
     ///
     /// [BENCHMARKS.md]: https://github.com/tower-jwt-auth/tower-jwt-auth/blob/main/BENCHMARKS.md
     pub fn token_cache(mut self, capacity: u64) -> Self {

@@ -528,10 +528,7 @@ mod tests {
     #[test]
     fn only_token68_tokens_are_cached() {
         let cache = TokenCache::new(100, 0);
-        let claims: Arc<Registered> = Arc::new(
-            serde_json::from_str(r#"{"sub":"u","exp":4000000000,"iat":1,"jti":"j"}"#)
-                .expect("claims"),
-        );
+        let claims = claims();
         // Each token offered twice, as the doorkeeper admits on the second verification.
         let cached = |token: &str| {
             for _ in 0..2 {

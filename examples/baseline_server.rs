@@ -17,9 +17,10 @@
 //!
 //! Prints `listening on http://ADDR` on stdout once bound. `POST /logout` records the
 //! token's `jti` with `SET baseline:revoked:<jti> 1 EX <seconds to exp + leeway>`.
-//! `GET /me-open` is the control: `/me`'s work and body (a clone of claims of the same
-//! shape, serialized) with no authentication at all, so that the cost of a bigger request
-//! and response can be told apart from the cost of checking the token.
+//! `GET /me-open` is the control: the example server's `/me` handler and body (a clone of
+//! claims of the same shape, rendered by `Claims::write_json`) with no authentication at
+//! all, so that the cost of a bigger request and response can be told apart from the cost
+//! of checking the token.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,8 +58,8 @@ struct Auth {
     key: DecodingKey,
     validation: Validation,
     redis: ConnectionManager,
-    /// Claims shaped like the example server's tokens, for `/me-open`.
-    sample: Claims,
+    /// Claims shaped like the example server's tokens (`sid` included), for `/me-open`.
+    sample: tower_jwt_auth::Claims,
 }
 
 fn unauthorized(description: &'static str) -> Response {
@@ -126,9 +127,21 @@ async fn me(Extension(claims): Extension<Claims>) -> Response {
     ([NO_STORE], Json(claims)).into_response()
 }
 
+/// The example server's `/me` handler, line for line, on claims of the same shape.
 async fn me_open(State(auth): State<Arc<Auth>>) -> Response {
-    ([NO_STORE], Json(auth.sample.clone())).into_response()
+    // A clone, as the `Extension` extractor hands the example server's handler one.
+    let claims = auth.sample.clone();
+    let mut body = Vec::with_capacity(512);
+    match claims.write_json(&mut body) {
+        Ok(()) => ([NO_STORE, JSON_CONTENT], body).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
+
+const JSON_CONTENT: (header::HeaderName, HeaderValue) = (
+    header::CONTENT_TYPE,
+    HeaderValue::from_static("application/json"),
+);
 
 fn now() -> u64 {
     std::time::SystemTime::now()
@@ -166,13 +179,15 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
         key: DecodingKey::from_secret(secret.as_bytes())?,
         validation,
         redis,
-        sample: Claims {
-            sub: "alice".into(),
-            exp: now() + 900,
-            iat: now(),
-            jti: "oo7BdP-FQUSnyDjyvyeVVw".into(),
-            iat_us: Some(now() * 1_000_000),
-        },
+        sample: tower_jwt_auth::TokenInfo::with_micros(
+            None,
+            "alice",
+            "oo7BdP-FQUSnyDjyvyeVVw",
+            now() * 1_000_000,
+            now() + 900,
+        )
+        .with_session("Ax9t9wJmrFQ3C7H6U1UtlA")
+        .into(),
     });
     let protected = Router::new()
         .route("/me", get(me))
